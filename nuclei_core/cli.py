@@ -1,0 +1,116 @@
+"""The CLI framework every plugin uses: parse the XML spec, validate, run the engine, write outputs."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import ctk_cli
+from slicer_cli_web import CLIArgumentParser
+
+from . import __version__
+from .engine import EngineSettings, ModelSpec, analyse_slide
+from .errors import InputError, NucleiError
+from .models.base import NucleusModel, resolve_device
+from .outputs.atomic import check_writable, write_all_or_nothing
+from .outputs.dsa import annotation_documents, write_annotation
+from .outputs.geojson import feature_collection, write_geojson
+from .outputs.overlay import render_overlay, write_overlay
+from .region import parse_region
+from .slide import Slide
+
+XML_DIR = Path(__file__).resolve().parent.parent / "xml_specs"
+OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage")
+HIDDEN_FROM_RECORD = {"girderToken", "girderApiUrl", "inputImageFile", *OUTPUT_PARAMETERS}
+
+
+def xml_path(cli_name: str) -> Path:
+    """The Slicer execution-model spec of a CLI."""
+    return XML_DIR / f"{cli_name}.xml"
+
+
+def check_constraints(spec: Path, args: argparse.Namespace) -> None:
+    """Every numeric parameter inside the minimum/maximum its XML ``<constraints>`` give."""
+    for parameter in ctk_cli.CLIModule(str(spec)).parameters():
+        limits = parameter.constraints
+        value = getattr(args, parameter.name, None)
+        if limits is None or value is None:
+            continue
+        low = float(limits.minimum) if limits.minimum is not None else None
+        high = float(limits.maximum) if limits.maximum is not None else None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise InputError(f"{parameter.name}={value} is outside the allowed range {low:g} to {high:g}")
+
+
+ModelOverrides = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+def run(cli_name: str, model_class: type[NucleusModel], default_weights: Path,
+        overrides: ModelOverrides, args: argparse.Namespace) -> None:
+    """Analyse the slide named in ``args`` and write every requested output (all or nothing)."""
+    check_constraints(xml_path(cli_name), args)
+    for name in OUTPUT_PARAMETERS:
+        if getattr(args, name, None):
+            check_writable(getattr(args, name))
+    device = str(resolve_device(args.device))
+    slide = Slide(args.inputImageFile, args.input_mag or None)
+    region = parse_region(args.analysis_roi, slide.width, slide.height)
+    weights = args.model_weights or str(default_weights)
+    spec = ModelSpec(model_class, weights, device, tuple(sorted(overrides(args).items())))
+    settings = EngineSettings(tile_size=args.analysis_tile_size, min_fgnd_frac=args.min_fgnd_frac,
+                              batch_size=args.batch_size, scheduler=args.scheduler.strip(),
+                              num_workers=args.num_workers)
+    result = analyse_slide(slide, spec, region, settings)
+    if not result.plan.tiles:
+        print(f"{cli_name}: no tissue found in {Path(slide.path).name} (or its region); "
+              "writing an empty result", file=sys.stderr)
+    attributes = {
+        **result.model_record,
+        "cli": cli_name,
+        "nuclei_core_version": __version__,
+        "slide": Path(slide.path).name,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "parameters": {k: v for k, v in vars(args).items() if k not in HIDDEN_FROM_RECORD},
+    }
+    nuclei = result.nuclei
+    documents = annotation_documents(nuclei, f"{result.model_record['model']} nuclei", attributes,
+                                     args.annotation_max_elements)
+    outputs = [(args.outputNucleiAnnotationFile, partial(write_annotation, documents=documents))]
+    if args.outputGeoJSONFile:
+        collection = feature_collection(nuclei, result.model_record["model"])
+        outputs.append((args.outputGeoJSONFile, partial(write_geojson, collection=collection,
+                                                        compress=args.outputGeoJSONFile.endswith(".gz"))))
+    if args.outputOverlayImage:
+        bounds = region.bounds if region is not None else None
+        outputs.append((args.outputOverlayImage, partial(write_overlay, image=render_overlay(slide, nuclei, bounds))))
+    write_all_or_nothing(outputs)
+    print(f"{cli_name}: {len(nuclei)} nuclei in {len(result.plan.tiles)} of {result.plan.tiles_total} tiles, "
+          f"{result.seconds:.1f} s", file=sys.stderr)
+
+
+def main(cli_name: str, model_class: type[NucleusModel], default_weights: Path, overrides: ModelOverrides,
+         argv: list[str] | None = None) -> int:
+    """Parse ``argv`` with the CLI's XML spec and run it; problems become one line and exit code 2."""
+    args = CLIArgumentParser(str(xml_path(cli_name))).parse_args(argv)
+    try:
+        run(cli_name, model_class, default_weights, overrides, args)
+    except NucleiError as exc:
+        print(f"{cli_name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{cli_name}: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line, the traceback only on request
+        if os.environ.get("NUCLEI_DEBUG"):
+            traceback.print_exc()
+        print(f"{cli_name}: unexpected error: {type(exc).__name__}: {exc} (set NUCLEI_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,1 @@
+"""Dataset readers, patch sampling and augmentation for training and evaluation."""

@@ -1,0 +1,23 @@
+"""Paired augmentation of an image and its per-pixel target: dihedral moves and colour jitter."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def random_dihedral(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
+    """The same random rotation by k*90 degrees and optional flip applied to every (H, W, ...) array."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    moved = [np.rot90(a, k, axes=(0, 1)) for a in arrays]
+    return [np.ascontiguousarray(a[:, ::-1] if flip else a) for a in moved]
+
+
+def colour_jitter(rng: np.random.Generator, image: np.ndarray, strength: float = 0.08) -> np.ndarray:
+    """Random brightness, contrast and per-channel gain (stain variation), on uint8 RGB."""
+    pixels = image.astype(np.float32)
+    mean = pixels.mean(axis=(0, 1), keepdims=True)
+    contrast = 1.0 + rng.uniform(-2 * strength, 2 * strength)
+    gain = 1.0 + rng.uniform(-strength, strength, size=3)
+    brightness = rng.uniform(-1.0, 1.0) * strength * 128
+    pixels = (pixels - mean) * contrast + mean * gain + brightness
+    return np.clip(pixels, 0, 255).astype(np.uint8)

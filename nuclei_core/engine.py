@@ -1,0 +1,184 @@
+"""Run any NucleusModel over a whole slide: tile plan, batching, prefetch, Dask, progress, seam merge."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from shapely.geometry import MultiPolygon
+
+from .errors import InputError
+from .merge import keep_in_core
+from .models.base import NucleusModel
+from .nuclei import Nuclei
+from .progress import Progress
+from .region import contains_points
+from .slide import Slide
+from .tiling import Tile, TilePlan, plan_tiles
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A picklable recipe for a model, so Dask workers can build (and cache) their own copy."""
+
+    model_class: type[NucleusModel]
+    weights: str
+    device: str = "cpu"
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def build(self) -> NucleusModel:
+        """The model, loaded once per process."""
+        return _build_model(self)
+
+
+@lru_cache(maxsize=4)
+def _build_model(spec: ModelSpec) -> NucleusModel:
+    return spec.model_class.from_weights(spec.weights, spec.device, **dict(spec.overrides))
+
+
+@lru_cache(maxsize=8)
+def _open_slide(path: str, input_mag: float | None) -> Slide:
+    return Slide(path, input_mag)
+
+
+@dataclass
+class EngineSettings:
+    """How to run: tile size (analysis px), tissue threshold, batch size, and where (Dask)."""
+
+    tile_size: int = 1024
+    min_fgnd_frac: float = 0.25
+    batch_size: int = 4
+    scheduler: str = ""
+    num_workers: int = 1
+    show_progress: bool = True
+
+
+@dataclass
+class SlideResult:
+    """Nuclei in base pixels plus what a benchmark or an output needs to know about the run."""
+
+    nuclei: Nuclei
+    plan: TilePlan
+    seconds: float
+    model_record: dict[str, Any] = field(default_factory=dict)
+
+
+def read_tile(slide: Slide, tile: Tile, scale: float) -> np.ndarray:
+    """The tile's read box (analysis px) as RGB uint8 at analysis scale."""
+    x0, y0, x1, y1 = tile.read
+    left, top = int(round(x0 / scale)), int(round(y0 / scale))
+    right, bottom = min(slide.width, int(round(x1 / scale))), min(slide.height, int(round(y1 / scale)))
+    image = slide.read(left, top, max(1, right - left), max(1, bottom - top), scale)
+    if image.shape[:2] != (y1 - y0, x1 - x0):
+        image = np.pad(image, ((0, max(0, y1 - y0 - image.shape[0])), (0, max(0, x1 - x0 - image.shape[1])),
+                               (0, 0)), mode="edge")[:y1 - y0, :x1 - x0]
+    return image
+
+
+def stack_padded(images: list[np.ndarray]) -> np.ndarray:
+    """One (B, H, W, 3) batch: each image mirror-padded at its bottom/right to the largest shape."""
+    height = max(i.shape[0] for i in images)
+    width = max(i.shape[1] for i in images)
+    return np.stack([np.pad(i, ((0, height - i.shape[0]), (0, width - i.shape[1]), (0, 0)), mode="symmetric")
+                     for i in images])
+
+
+def infer_tiles(model: NucleusModel, images: list[np.ndarray], tiles: list[Tile], scale: float) -> Nuclei:
+    """Nuclei of a batch of tiles, each kept only in its own core, in base pixel coordinates."""
+    results = model.predict(stack_padded(images))
+    owned = []
+    for nuclei, tile in zip(results, tiles):
+        origin = np.array(tile.read[:2], dtype=np.float64)
+        in_core = keep_in_core(nuclei.centroids + origin, tile.core)
+        owned.append(nuclei.select(in_core).transformed(1.0 / scale, tuple((origin + 0.5) / scale - 0.5)))
+    return Nuclei.concatenate(owned, model.class_names)
+
+
+def analyse_tile_batch(slide_path: str, input_mag: float | None, spec: ModelSpec, tiles: list[Tile],
+                       scale: float) -> Nuclei:
+    """Read and analyse one batch of tiles in this process (the unit of work sent to Dask workers)."""
+    slide = _open_slide(slide_path, input_mag)
+    return infer_tiles(spec.build(), [read_tile(slide, t, scale) for t in tiles], tiles, scale)
+
+
+def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
+    return [tiles[i:i + size] for i in range(0, len(tiles), size)]
+
+
+def _run_in_process(slide: Slide, model: NucleusModel, batches: list[list[Tile]], scale: float,
+                    progress: Progress) -> Iterator[Nuclei]:
+    """Batches in order, reading the next batch in a thread while the current one is inferred."""
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(lambda b: [read_tile(slide, t, scale) for t in b], batches[0]) if batches else None
+        for index, batch in enumerate(batches):
+            images = pending.result()
+            if index + 1 < len(batches):
+                pending = reader.submit(lambda b: [read_tile(slide, t, scale) for t in b], batches[index + 1])
+            yield infer_tiles(model, images, batch, scale)
+            progress.update(len(batch))
+
+
+def _dask_client(scheduler: str, num_workers: int):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler in ("multithreading", "threads"):
+        return Client(LocalCluster(n_workers=1, threads_per_worker=max(1, num_workers), processes=False,
+                                   dashboard_address=None))
+    if scheduler in ("multiprocessing", "processes"):
+        return Client(LocalCluster(n_workers=max(1, num_workers), threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address=None))
+    if "://" in scheduler or ":" in scheduler:
+        try:
+            return Client(scheduler, timeout=20)
+        except OSError as exc:
+            raise InputError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
+    raise InputError(f"unknown scheduler {scheduler!r}: leave empty, or use multithreading, "
+                     "multiprocessing or a scheduler address such as tcp://127.0.0.1:8786")
+
+
+def _run_on_dask(slide: Slide, spec: ModelSpec, batches: list[list[Tile]], scale: float, settings: EngineSettings,
+                 progress: Progress) -> Iterator[Nuclei]:
+    """Batches as Dask tasks, at most two per worker in flight (bounded memory)."""
+    from dask.distributed import as_completed
+
+    with _dask_client(settings.scheduler, settings.num_workers) as client:
+        workers = max(1, sum(client.nthreads().values()))
+        queue, sizes = iter(batches), {}
+
+        def submit(batch: list[Tile]):
+            future = client.submit(analyse_tile_batch, slide.path, slide.input_mag, spec, batch, scale, pure=False)
+            sizes[future.key] = len(batch)
+            return future
+
+        running = as_completed([submit(b) for b, _ in zip(queue, range(2 * workers))])
+        for future in running:
+            yield future.result()
+            progress.update(sizes.pop(future.key))
+            next_batch = next(queue, None)
+            if next_batch is not None:
+                running.add(submit(next_batch))
+
+
+def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, settings: EngineSettings) -> SlideResult:
+    """All nuclei of ``slide`` (inside ``region``), each reported once, in base pixel coordinates."""
+    started = time.time()
+    model = spec.build()
+    plan = plan_tiles(slide, model.analysis_magnification, settings.tile_size, model.halo, region,
+                      settings.min_fgnd_frac)
+    batches = _batches(plan.tiles, settings.batch_size)
+    progress = Progress(len(plan.tiles), model.name, f"{len(plan.tiles)} tiles", settings.show_progress)
+    try:
+        if settings.scheduler:
+            parts = list(_run_on_dask(slide, spec, batches, plan.scale, settings, progress))
+        else:
+            parts = list(_run_in_process(slide, model, batches, plan.scale, progress))
+    finally:
+        progress.close()
+    nuclei = Nuclei.concatenate(parts, model.class_names)
+    nuclei = nuclei.select(contains_points(region, nuclei.centroids))
+    return SlideResult(nuclei, plan, time.time() - started, model.parameters_record())

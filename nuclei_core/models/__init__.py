@@ -1,0 +1,1 @@
+"""Nucleus models: one architecture and its post-processing per module, behind ``NucleusModel``."""

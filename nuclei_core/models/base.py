@@ -1,0 +1,123 @@
+"""The one interface every nucleus model implements; the engine knows nothing else about models."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import DeviceError, WeightsError
+from ..nuclei import Nuclei
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("device=cuda was requested but no CUDA GPU is available (use device=cpu or auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise DeviceError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return torch.device(device)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a shipped weights file: ``{"config": {...}, "state_dict": {...}}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"model weights not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise WeightsError(f"model weights file {path} cannot be read: {exc}") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
+        raise WeightsError(f"model weights file {path} lacks 'config' and 'state_dict'")
+    return checkpoint
+
+
+class NucleusModel(ABC):
+    """A trained network plus its pre- and post-processing, working on tiles at its own magnification.
+
+    Subclasses set ``analysis_magnification`` (objective power the network was trained at),
+    ``halo`` (analysis px of context needed around a tile core; at least the largest nucleus)
+    and ``class_names``, and implement ``build_network``, ``infer`` and ``postprocess``.
+    """
+
+    name: str = "model"
+    analysis_magnification: float = 20.0
+    halo: int = 32
+    class_names: tuple[str, ...] = ("nucleus",)
+
+    def __init__(self, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
+                 device: str = "cpu", weights_version: str = "untrained") -> None:
+        self.config = dict(config)
+        self.device = resolve_device(device)
+        self.weights_version = weights_version
+        self.network = self.build_network(self.config)
+        if state_dict is not None:
+            try:
+                self.network.load_state_dict({k: v.float() for k, v in state_dict.items()})
+            except RuntimeError as exc:
+                raise WeightsError(f"weights do not fit {self.name}: {str(exc).splitlines()[0]}") from None
+        self.network.to(self.device).eval()
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "NucleusModel":
+        """Load shipped weights; ``overrides`` replace post-processing settings stored with them."""
+        checkpoint = load_checkpoint(path)
+        config = {**checkpoint["config"], **{k: v for k, v in overrides.items() if v is not None}}
+        return cls(config, checkpoint["state_dict"], device, checkpoint.get("version", Path(path).stem))
+
+    def save(self, path: str | Path, version: str, half: bool = True) -> None:
+        """Write the weights file (fp16 by default) with the config the model was built from."""
+        state = {k: (v.half() if half and v.is_floating_point() else v)
+                 for k, v in self.network.state_dict().items()}
+        torch.save({"config": self.config, "state_dict": state, "version": version}, path)
+
+    @staticmethod
+    @abstractmethod
+    def build_network(config: dict[str, Any]) -> nn.Module:
+        """The untrained torch module for ``config``."""
+
+    @property
+    def size_multiple(self) -> int:
+        """Tile sides are padded to a multiple of this before inference."""
+        return 1
+
+    def preprocess(self, tiles: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float tensor on the model's device."""
+        batch = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        return batch.permute(0, 3, 1, 2).float().div_(255.0)
+
+    @abstractmethod
+    def infer(self, batch: torch.Tensor) -> np.ndarray:
+        """Network outputs for a preprocessed batch, as numpy (B, C, H, W)."""
+
+    @abstractmethod
+    def postprocess(self, output: np.ndarray) -> Nuclei:
+        """Nuclei of one tile from its (C, H, W) output, in tile pixel coordinates."""
+
+    def parameters_record(self) -> dict[str, Any]:
+        """What the outputs record about this model (name, weights version, settings)."""
+        return {"model": self.name, "weights_version": self.weights_version,
+                "analysis_magnification": self.analysis_magnification, **self.config}
+
+    def predict_outputs(self, tiles: np.ndarray) -> np.ndarray:
+        """Raw network outputs (B, C, H, W) for a batch of (H, W, 3) uint8 tiles."""
+        height, width = tiles.shape[1:3]
+        multiple = self.size_multiple
+        pad_h, pad_w = -height % multiple, -width % multiple
+        if pad_h or pad_w:
+            tiles = np.pad(tiles, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+        with torch.inference_mode():
+            return self.infer(self.preprocess(tiles))[:, :, :height, :width]
+
+    def predict(self, tiles: np.ndarray) -> list[Nuclei]:
+        """Nuclei of each (H, W, 3) tile of a batch, in tile pixel coordinates."""
+        return [self.postprocess(output) for output in self.predict_outputs(tiles)]

@@ -1,0 +1,75 @@
+"""Recurrent residual U-Net (R2U-Net, Alom et al. 2018): the backbone of UD-Net and R2U-Net methods."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RecurrentConv(nn.Module):
+    """A 3x3 conv applied ``t`` extra times to its own output plus the block input (weights shared)."""
+
+    def __init__(self, channels: int, t: int) -> None:
+        super().__init__()
+        self.t = t
+        self.conv = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        for _ in range(self.t):
+            h = self.conv(x + h)
+        return h
+
+
+class RRCNNBlock(nn.Module):
+    """Two recurrent convolutions with a residual 1x1 shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, t: int) -> None:
+        super().__init__()
+        self.shortcut = nn.Conv2d(in_channels, out_channels, 1)
+        self.body = nn.Sequential(RecurrentConv(out_channels, t), RecurrentConv(out_channels, t))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.shortcut(x)
+        return x + self.body(x)
+
+
+class R2UNet(nn.Module):
+    """R2U-Net with ``len(widths)`` resolution levels; input sides must be multiples of ``2**(levels-1)``."""
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 1,
+                 widths: tuple[int, ...] = (16, 32, 64, 128), t: int = 3) -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        self.encoders = nn.ModuleList()
+        previous = in_channels
+        for width in widths:
+            self.encoders.append(RRCNNBlock(previous, width, t))
+            previous = width
+        self.pool = nn.MaxPool2d(2)
+        self.upsamplers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for deeper, width in zip(widths[:0:-1], widths[-2::-1]):
+            self.upsamplers.append(nn.ConvTranspose2d(deeper, width, 2, stride=2))
+            self.decoders.append(RRCNNBlock(2 * width, width, t))
+        self.head = nn.Conv2d(widths[0], out_channels, 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be divisible by this."""
+        return 2 ** (len(self.widths) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for level, encoder in enumerate(self.encoders):
+            if level:
+                x = self.pool(x)
+            x = encoder(x)
+            skips.append(x)
+        for upsample, decoder, skip in zip(self.upsamplers, self.decoders, skips[-2::-1]):
+            x = decoder(torch.cat([skip, upsample(x)], dim=1))
+        return self.head(x)

@@ -1,0 +1,1 @@
+"""Post-processing steps shared by models (peak finding, NMS, instance splitting)."""

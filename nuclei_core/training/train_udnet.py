@@ -1,0 +1,119 @@
+"""Train UD-Net on point annotations (images + x,y CSVs), choosing the peak threshold on a validation split.
+
+Example (the shipped weights)::
+
+    python -m nuclei_core.training.train_udnet --images-dir ../shared/data/crchisto/images \
+        --points-dir ../shared/data/crchisto/detection --split-csv ../shared/data/crchisto/splits.csv \
+        --output nuclei_core/models/weights/udnet_crchisto.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.augment import colour_jitter, random_dihedral
+from ..data.points import PointAnnotatedImage, load_point_dataset, read_split
+from ..metrics.detection import DetectionScores, detection_scores
+from ..models.udnet import DEFAULT_CONFIG, UDNet
+from ..postprocess.peaks import find_peaks
+from .density import density_target
+from .trainer import TrainSettings, train
+
+THRESHOLDS = np.round(np.arange(0.10, 0.71, 0.05), 2)
+MIN_DISTANCES = (2, 3, 4)
+
+
+def make_sampler(dataset: list[PointAnnotatedImage], patch: int, batch_size: int):
+    """A seeded sampler of augmented (image, density) patch batches."""
+    targets = [density_target(d.points, d.image.shape[:2]) for d in dataset]
+
+    def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images, maps = [], []
+        for _ in range(batch_size):
+            index = int(rng.integers(len(dataset)))
+            image, target = dataset[index].image, targets[index]
+            top = int(rng.integers(image.shape[0] - patch + 1))
+            left = int(rng.integers(image.shape[1] - patch + 1))
+            crop, crop_target = random_dihedral(rng, image[top:top + patch, left:left + patch],
+                                                target[top:top + patch, left:left + patch])
+            images.append(colour_jitter(rng, crop))
+            maps.append(crop_target)
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        return x, torch.from_numpy(np.stack(maps))[:, None]
+
+    return sample
+
+
+def make_validator(model: UDNet, dataset: list[PointAnnotatedImage], radius: float):
+    """Validation F1 at the best (threshold, min_distance) over a small grid, on whole images."""
+
+    def validate(network: nn.Module) -> tuple[float, dict]:
+        maps = [model.predict_outputs(d.image[None])[0, 0] for d in dataset]
+        best = (-1.0, 0.0, 0)
+        for min_distance in MIN_DISTANCES:
+            for threshold in THRESHOLDS:
+                total = DetectionScores(0, 0, 0)
+                for score_map, item in zip(maps, dataset):
+                    points, _ = find_peaks(score_map, float(threshold), min_distance)
+                    total = total + detection_scores(points, item.points, radius)
+                best = max(best, (total.f1, float(threshold), min_distance))
+        return best[0], {"threshold": best[1], "min_distance": best[2]}
+
+    return validate
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--images-dir", required=True, help="folder of RGB images at 20x")
+    parser.add_argument("--points-dir", required=True, help="folder of <image>.csv files with x,y columns")
+    parser.add_argument("--split-csv", help="CSV with image_id,split columns (else 90/10 seeded split)")
+    parser.add_argument("--output", required=True, help="weights file to write (.pt, fp16)")
+    parser.add_argument("--checkpoint", help="resumable checkpoint (default: <output>.ckpt)")
+    parser.add_argument("--steps", type=int, default=8000)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=2e-4)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
+    parser.add_argument("--radius", type=float, default=6.0, help="matching radius in px for validation F1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--version", default="udnet-crchisto-1", help="weights version recorded in outputs")
+    args = parser.parse_args(argv)
+
+    if args.split_csv:
+        train_names = read_split(args.split_csv, "train")
+        val_names = read_split(args.split_csv, "val")
+        train_set = load_point_dataset(args.images_dir, args.points_dir, train_names)
+        val_set = load_point_dataset(args.images_dir, args.points_dir, val_names)
+    else:
+        everything = load_point_dataset(args.images_dir, args.points_dir)
+        order = np.random.default_rng(args.seed).permutation(len(everything))
+        cut = max(1, len(everything) // 10)
+        val_set = [everything[i] for i in order[:cut]]
+        train_set = [everything[i] for i in order[cut:]]
+    print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
+
+    model = UDNet(dict(DEFAULT_CONFIG), device="cpu")
+    settings = TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
+                             seed=args.seed, max_minutes=args.max_minutes,
+                             checkpoint=Path(args.checkpoint or args.output + ".ckpt"))
+    state = train(model.network, make_sampler(train_set, args.patch_size, args.batch_size), nn.MSELoss(),
+                  make_validator(model, val_set, args.radius), settings,
+                  log=lambda line: print(line, flush=True))
+    model.network.load_state_dict(state["best_state"])
+    model.config.update(state["best_extra"])
+    model.save(args.output, version=args.version)
+    summary = {"step": state["step"], "best_validation_f1": state["best_score"], **state["best_extra"]}
+    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
+        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""The training loop every model reuses: seeded sampling, Adam, periodic validation, resumable checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+BatchSampler = Callable[[np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
+Validator = Callable[[nn.Module], tuple[float, dict]]
+
+
+@dataclass
+class TrainSettings:
+    """How long and how to train; ``checkpoint`` is rewritten at every validation."""
+
+    steps: int
+    learning_rate: float
+    eval_every: int
+    seed: int
+    checkpoint: Path
+    max_minutes: float = float("inf")
+    final_learning_rate: float = 1e-5
+
+
+def _save_atomically(state: dict, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, validate: Validator,
+          settings: TrainSettings, log: Callable[[str], None] = print) -> dict:
+    """Train ``network`` in place and return the checkpoint dict (best weights by validation score).
+
+    Resumes from ``settings.checkpoint`` when it exists; the learning rate follows a cosine decay.
+    """
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+    state = {"step": 0, "best_score": -np.inf, "best_state": None, "best_extra": {}, "history": []}
+    if settings.checkpoint.is_file():
+        state = torch.load(settings.checkpoint, map_location="cpu", weights_only=False)
+        network.load_state_dict(state["network"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["rng"]
+        log(f"resumed at step {state['step']} (best score {state['best_score']:.4f})")
+    started, running = time.time(), []
+    while state["step"] < settings.steps and (time.time() - started) < settings.max_minutes * 60:
+        progress = state["step"] / settings.steps
+        lr = settings.final_learning_rate + 0.5 * (settings.learning_rate - settings.final_learning_rate) * (
+            1 + np.cos(np.pi * progress))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        network.train()
+        inputs, targets = sample_batch(rng)
+        loss = loss_fn(network(inputs), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        running.append(loss.item())
+        state["step"] += 1
+        if state["step"] % settings.eval_every == 0 or state["step"] == settings.steps:
+            network.eval()
+            with torch.inference_mode():
+                score, extra = validate(network)
+            record = {"step": state["step"], "loss": float(np.mean(running)), "score": score, "lr": lr,
+                      "minutes": (time.time() - started) / 60, **extra}
+            running = []
+            state["history"].append(record)
+            if score > state["best_score"]:
+                state.update(best_score=score, best_state=copy.deepcopy(network.state_dict()), best_extra=extra)
+            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            state.update(network=network.state_dict(), optimizer=optimizer.state_dict(), rng=rng.bit_generator.state)
+            _save_atomically(state, settings.checkpoint)
+    return state

@@ -1,0 +1,1 @@
+"""Thin CLI entry modules: one per Slicer CLI, each naming its model and its XML spec."""
