@@ -98,7 +98,9 @@ def run(cli_name: str, model_class: type[NucleusModel], default_weights: Path,
 def main(cli_name: str, model_class: type[NucleusModel], default_weights: Path, overrides: ModelOverrides,
          argv: list[str] | None = None) -> int:
     """Parse ``argv`` with the CLI's XML spec and run it; problems become one line and exit code 2."""
-    args = CLIArgumentParser(str(xml_path(cli_name))).parse_args(argv)
+    parser = CLIArgumentParser(str(xml_path(cli_name)))
+    parser.prog = cli_name  # not "__main__.py" in usage lines and argparse errors under ``python -m plugins``
+    args = parser.parse_args(argv)
     try:
         run(cli_name, model_class, default_weights, overrides, args)
     except NucleiError as exc:

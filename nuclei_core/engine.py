@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -69,15 +70,12 @@ class SlideResult:
 
 
 def read_tile(slide: Slide, tile: Tile, scale: float) -> np.ndarray:
-    """The tile's read box (analysis px) as RGB uint8 at analysis scale."""
+    """The tile's read box (analysis px) as RGB uint8 at analysis scale, exactly the box's size."""
     x0, y0, x1, y1 = tile.read
     left, top = int(round(x0 / scale)), int(round(y0 / scale))
-    right, bottom = min(slide.width, int(round(x1 / scale))), min(slide.height, int(round(y1 / scale)))
-    image = slide.read(left, top, max(1, right - left), max(1, bottom - top), scale)
-    if image.shape[:2] != (y1 - y0, x1 - x0):
-        image = np.pad(image, ((0, max(0, y1 - y0 - image.shape[0])), (0, max(0, x1 - x0 - image.shape[1])),
-                               (0, 0)), mode="edge")[:y1 - y0, :x1 - x0]
-    return image
+    width, height = max(1, int(round((x1 - x0) / scale))), max(1, int(round((y1 - y0) / scale)))
+    image = slide.read(left, top, width, height, scale)[:y1 - y0, :x1 - x0]
+    return np.pad(image, ((0, y1 - y0 - image.shape[0]), (0, x1 - x0 - image.shape[1]), (0, 0)), mode="edge")
 
 
 def stack_padded(images: list[np.ndarray]) -> np.ndarray:
@@ -155,7 +153,7 @@ def _run_on_dask(slide: Slide, spec: ModelSpec, batches: list[list[Tile]], scale
             sizes[future.key] = len(batch)
             return future
 
-        running = as_completed([submit(b) for b, _ in zip(queue, range(2 * workers))])
+        running = as_completed([submit(b) for b in itertools.islice(queue, 2 * workers)])
         for future in running:
             yield future.result()
             progress.update(sizes.pop(future.key))

@@ -55,18 +55,29 @@ class Slide:
                          "set input_mag to the objective power of its full resolution (e.g. 20 or 40)")
 
     def read(self, left: int, top: int, width: int, height: int, scale: float) -> np.ndarray:
-        """RGB uint8 of the base-pixel box, resampled by ``scale`` to exactly round(width*scale) x ..."""
+        """RGB uint8 of the base-pixel box resampled by ``scale`` to round(width*scale) x round(height*scale).
+
+        Parts of the box outside the slide are filled with the nearest edge pixels, never stretched.
+        """
         out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+        x0, y0 = max(0, left), max(0, top)
+        x1, y1 = min(self.width, left + width), min(self.height, top + height)
+        if x1 <= x0 or y1 <= y0:
+            raise InputError(f"box {left},{top},{width},{height} lies outside the {self.width} x {self.height} slide")
+        part_w, part_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
         array, _ = self.source.getRegion(
-            region=dict(left=left, top=top, width=width, height=height, units="base_pixels"),
-            output=dict(maxWidth=out_w, maxHeight=out_h),
+            region=dict(left=x0, top=y0, width=x1 - x0, height=y1 - y0, units="base_pixels"),
+            output=dict(maxWidth=part_w, maxHeight=part_h),
             format=large_image.constants.TILE_FORMAT_NUMPY,
         )
         array = _to_rgb_uint8(array)
-        if array.shape[:2] != (out_h, out_w):
-            shrinking = array.shape[0] > out_h
-            array = cv2.resize(array, (out_w, out_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        return array
+        if array.shape[:2] != (part_h, part_w):
+            shrinking = array.shape[0] > part_h
+            array = cv2.resize(array, (part_w, part_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        pad_left, pad_top = round((x0 - left) * scale), round((y0 - top) * scale)
+        pad_right, pad_bottom = max(0, out_w - pad_left - part_w), max(0, out_h - pad_top - part_h)
+        array = np.pad(array, ((pad_top, pad_bottom), (pad_left, pad_right), (0, 0)), mode="edge")
+        return array[:out_h, :out_w]
 
     def thumbnail(self, max_side: int) -> tuple[np.ndarray, float]:
         """The whole slide with its longer side at most ``max_side`` px, and its scale from base px."""

@@ -11,13 +11,15 @@ def tissue_mask(thumbnail: np.ndarray) -> np.ndarray:
     """Boolean mask of tissue on an RGB thumbnail.
 
     Brightfield (bright background): tissue is darker or more saturated than the glass.
-    Fluorescence (dark background): tissue is brighter than the background. A uniform image has none.
+    Fluorescence (a mostly near-black image): tissue is brighter than the background.
+    A uniform image has none.
     """
     hsv = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2HSV)
     grey = cv2.cvtColor(thumbnail, cv2.COLOR_RGB2GRAY).astype(np.float32)
     if float(grey.max() - grey.min()) < 8 and int(hsv[..., 1].max()) < 20:
         return np.zeros(grey.shape, dtype=bool)
-    brightfield = float(np.median(grey)) > 127
+    fluorescence = float(np.percentile(grey, 5)) < 40 and float(np.median(grey)) < 100
+    brightfield = not fluorescence
     if brightfield:
         darkness = 255.0 - grey
         signal = np.maximum(darkness, hsv[..., 1].astype(np.float32))

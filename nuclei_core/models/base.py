@@ -34,8 +34,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"model weights not found: {path}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise WeightsError(f"model weights file {path} cannot be read: {exc}") from None
+    except Exception as exc:  # torch raises many types for a damaged file, some with messages of many lines
+        lines = str(exc).strip().splitlines()
+        reason = lines[0] if len(lines) == 1 else type(exc).__name__
+        raise WeightsError(f"model weights file {path} cannot be read (damaged, or not a weights file "
+                           f"saved by nuclei_core): {reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "config" not in checkpoint:
         raise WeightsError(f"model weights file {path} lacks 'config' and 'state_dict'")
     return checkpoint

@@ -25,7 +25,7 @@ from ..postprocess.peaks import find_peaks
 from .density import density_target
 from .trainer import TrainSettings, train
 
-THRESHOLDS = np.round(np.arange(0.10, 0.71, 0.05), 2)
+THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
 MIN_DISTANCES = (2, 3, 4)
 
 

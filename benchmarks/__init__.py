@@ -1,0 +1,1 @@
+"""Benchmark scripts; each writes its table to benchmarks/results/ with the machine, date and command."""
