@@ -16,7 +16,7 @@ import ctk_cli
 from slicer_cli_web import CLIArgumentParser
 
 from . import __version__
-from .engine import EngineSettings, ModelSpec, analyse_slide
+from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
 from .models.base import NucleusModel, resolve_device
 from .outputs.atomic import check_writable, write_all_or_nothing
@@ -59,6 +59,7 @@ def run(cli_name: str, model_class: type[NucleusModel], default_weights: Path,
     for name in OUTPUT_PARAMETERS:
         if getattr(args, name, None):
             check_writable(getattr(args, name))
+    check_scheduler(args.scheduler.strip())
     device = str(resolve_device(args.device))
     slide = Slide(args.inputImageFile, args.input_mag or None)
     region = parse_region(args.analysis_roi, slide.width, slide.height)

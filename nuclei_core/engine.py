@@ -121,22 +121,31 @@ def _run_in_process(slide: Slide, model: NucleusModel, batches: list[list[Tile]]
             progress.update(len(batch))
 
 
+LOCAL_SCHEDULERS = {"multithreading": "threads", "threads": "threads",
+                    "multiprocessing": "processes", "processes": "processes"}
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Fail early on a scheduler value that is neither empty, a local kind, nor an address."""
+    if scheduler and scheduler not in LOCAL_SCHEDULERS and "://" not in scheduler:
+        raise InputError(f"unknown scheduler {scheduler!r}: leave empty, or use multithreading, "
+                         "multiprocessing or a scheduler address such as tcp://127.0.0.1:8786")
+
+
 def _dask_client(scheduler: str, num_workers: int):
     from dask.distributed import Client, LocalCluster
 
-    if scheduler in ("multithreading", "threads"):
+    check_scheduler(scheduler)
+    if LOCAL_SCHEDULERS.get(scheduler) == "threads":
         return Client(LocalCluster(n_workers=1, threads_per_worker=max(1, num_workers), processes=False,
                                    dashboard_address=None))
-    if scheduler in ("multiprocessing", "processes"):
+    if LOCAL_SCHEDULERS.get(scheduler) == "processes":
         return Client(LocalCluster(n_workers=max(1, num_workers), threads_per_worker=1, processes=True,
                                    host="127.0.0.1", dashboard_address=None))
-    if "://" in scheduler or ":" in scheduler:
-        try:
-            return Client(scheduler, timeout=20)
-        except OSError as exc:
-            raise InputError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
-    raise InputError(f"unknown scheduler {scheduler!r}: leave empty, or use multithreading, "
-                     "multiprocessing or a scheduler address such as tcp://127.0.0.1:8786")
+    try:
+        return Client(scheduler, timeout=20)
+    except OSError as exc:
+        raise InputError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
 
 
 def _run_on_dask(slide: Slide, spec: ModelSpec, batches: list[list[Tile]], scale: float, settings: EngineSettings,
