@@ -111,12 +111,15 @@ def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
 def _run_in_process(slide: Slide, model: NucleusModel, batches: list[list[Tile]], scale: float,
                     progress: Progress) -> Iterator[Nuclei]:
     """Batches in order, reading the next batch in a thread while the current one is inferred."""
+    def read_batch(batch: list[Tile]) -> list[np.ndarray]:
+        return [read_tile(slide, t, scale) for t in batch]
+
     with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(lambda b: [read_tile(slide, t, scale) for t in b], batches[0]) if batches else None
+        upcoming = [reader.submit(read_batch, batches[0])] if batches else []
         for index, batch in enumerate(batches):
-            images = pending.result()
+            images = upcoming.pop().result()
             if index + 1 < len(batches):
-                pending = reader.submit(lambda b: [read_tile(slide, t, scale) for t in b], batches[index + 1])
+                upcoming.append(reader.submit(read_batch, batches[index + 1]))
             yield infer_tiles(model, images, batch, scale)
             progress.update(len(batch))
 

@@ -1,0 +1,62 @@
+"""Convert nuclei between the DSA annotation JSON and QuPath GeoJSON, both ways.
+
+    python -m nuclei_core.convert nuclei.anot nuclei.geojson      # DSA -> QuPath
+    python -m nuclei_core.convert qupath.geojson nuclei.anot      # QuPath -> DSA
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+from .errors import NucleiError
+from .nuclei import Nuclei
+from .outputs.atomic import check_writable, write_all_or_nothing
+from .outputs.dsa import annotation_documents, write_annotation
+from .outputs.geojson import feature_collection, write_geojson
+from .outputs.readers import read_annotation, read_geojson
+
+GEOJSON_SUFFIXES = (".geojson", ".geojson.gz", ".json.gz")
+
+
+def _is_geojson(path: str) -> bool:
+    return path.lower().endswith(GEOJSON_SUFFIXES)
+
+
+def read_nuclei(path: str) -> Nuclei:
+    """Nuclei from either format, chosen by the file name."""
+    return read_geojson(path) if _is_geojson(path) else read_annotation(path)
+
+
+def convert(source: str, target: str, name: str = "converted nuclei") -> int:
+    """Write ``source``'s nuclei to ``target`` in the other format; returns how many."""
+    check_writable(target)
+    nuclei = read_nuclei(source)
+    if _is_geojson(target):
+        writer = partial(write_geojson, collection=feature_collection(nuclei, name),
+                         compress=target.lower().endswith(".gz"))
+    else:
+        writer = partial(write_annotation, documents=annotation_documents(nuclei, name, {"source": Path(source).name}))
+    write_all_or_nothing([(target, writer)])
+    return len(nuclei)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nuclei_core.convert", description=__doc__.split("\n")[0])
+    parser.add_argument("source", help="a .anot/.json DSA annotation or a .geojson(.gz) file")
+    parser.add_argument("target", help="the output; its name chooses the format")
+    parser.add_argument("--name", default="converted nuclei", help="annotation / object name to record")
+    args = parser.parse_args(argv)
+    try:
+        count = convert(args.source, args.target, args.name)
+    except NucleiError as exc:
+        print(f"convert: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(f"convert: wrote {count} nuclei to {args.target}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
