@@ -23,12 +23,14 @@ def main() -> None:
     parser.add_argument("--radius", type=float, default=6.0)
     args = parser.parse_args()
     root = Path(args.crchisto)
-    model = UDNet.from_weights(args.weights)
     rows = []
-    for split in ("val", "test"):
-        images = load_point_dataset(root / "images", root / "detection", read_split(root / "splits.csv", split))
-        scores = score_point_detector(model, images, args.radius)
-        rows.append({"split": split, "images": len(images), **scores.as_dict()})
+    for flips in (False, True):
+        model = UDNet.from_weights(args.weights, flip_averaging=flips)
+        for split in ("val", "test"):
+            names = read_split(root / "splits.csv", split)
+            images = load_point_dataset(root / "images", root / "detection", names)
+            scores = score_point_detector(model, images, args.radius)
+            rows.append({"split": split, "flip averaging": flips, "images": len(images), **scores.as_dict()})
     body = (f"Weights `{Path(args.weights).name}` (version {model.weights_version}); threshold "
             f"{model.config['threshold']}, min_distance {model.config['min_distance']} (tuned on `val`).\n"
             f"The `test` split was never used for training or tuning.\n\n{table(rows)}\n\n{PAPER}\n")

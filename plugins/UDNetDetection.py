@@ -19,7 +19,8 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if min_distance != -1 and min_distance < 1:
         raise InputError(f"min_distance must be at least 1 or -1, got {min_distance}")
     return {"threshold": None if threshold == -1 else threshold,
-            "min_distance": None if min_distance == -1 else min_distance}
+            "min_distance": None if min_distance == -1 else min_distance,
+            "flip_averaging": bool(args.flip_averaging)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,13 @@
 """Shared test fixtures: paths to the real data beside the repository, and small synthetic slides."""
 
+import importlib.util
 import itertools
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -47,3 +53,74 @@ def tmp_png_slide(tmp_path):
 def crchisto(shared_data):
     """CRCHisto: images/, detection/ (x,y CSVs) and splits.csv."""
     return shared_data / "crchisto"
+
+
+# --- A real Girder server (tests/girder_launcher.py), for the DSA integration tests -------------
+
+GIRDER_LAUNCHER = Path(__file__).resolve().parent / "girder_launcher.py"
+GIRDER_START_TIMEOUT = 60.0
+GIRDER_ADMIN = {"login": "admin", "email": "admin@example.com", "firstName": "Test", "lastName": "Admin",
+                "password": "girder-test-password"}
+
+
+@dataclass(frozen=True)
+class GirderServer:
+    """A running Girder server: its API url, a client logged in as its admin, a folder for the tests."""
+
+    api_url: str
+    client: Any  # girder_client.GirderClient
+    folder_id: str
+
+
+def _wait_for_girder(process: subprocess.Popen, log: Path) -> str:
+    """The API url the launcher announces once Girder answers; fails with the log's tail otherwise."""
+    deadline = time.monotonic() + GIRDER_START_TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("GIRDER READY "):
+                return line.split()[-1]
+        time.sleep(0.2)
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+    raise RuntimeError(f"Girder did not start (exit code {process.poll()}); its log ends:\n{tail}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Terminate the server, and kill it if it has not stopped within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _set_up_girder(api_url: str, assetstore: Path) -> GirderServer:
+    """Create the admin (the first user is the admin), a filesystem assetstore and a test folder."""
+    import girder_client
+
+    client = girder_client.GirderClient(apiUrl=api_url)
+    client.post("user", data=GIRDER_ADMIN)  # form data: a password never goes in a query string
+    client.authenticate(GIRDER_ADMIN["login"], GIRDER_ADMIN["password"])
+    client.post("assetstore", data={"type": 0, "name": "Test assetstore", "root": str(assetstore)})
+    collection = client.createCollection("Nucleus analysis tests")
+    folder = client.createFolder(collection["_id"], "Tests", parentType="collection")
+    return GirderServer(api_url=api_url, client=client, folder_id=folder["_id"])
+
+
+@pytest.fixture(scope="session")
+def girder_server(tmp_path_factory):
+    """A real Girder 5 process on a free 127.0.0.1 port with every installed plugin (large_image,
+    large_image_annotation, slicer_cli_web, histomicsui, ...), backed by mongomock; stopped after the
+    session. Its log is ``server.log`` in the fixture's temporary folder."""
+    if importlib.util.find_spec("girder") is None:
+        pytest.skip("the Girder test server is not installed: bash scripts/install.sh --test")
+    root = tmp_path_factory.mktemp("girder")
+    log = root / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(GIRDER_LAUNCHER), "--port", "0", "--root", str(root / "tmp")],
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield _set_up_girder(_wait_for_girder(process, log), root / "assetstore")
+    finally:
+        _stop(process)

@@ -20,7 +20,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "recurrent_steps": 3,
     "threshold": 0.3,
     "min_distance": 3,
+    "flip_averaging": False,
 }
+
+FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
 
 class UDNet(NucleusModel):
@@ -40,7 +43,11 @@ class UDNet(NucleusModel):
         return self.network.size_multiple
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
-        return self.network(batch).float().cpu().numpy()
+        """The density map; with ``flip_averaging`` the mean over the four flips of the batch."""
+        if not self.config.get("flip_averaging"):
+            return self.network(batch).float().cpu().numpy()
+        total = sum(self.network(batch.flip(dims)).flip(dims) if dims else self.network(batch) for dims in FLIPS)
+        return (total / len(FLIPS)).float().cpu().numpy()
 
     def postprocess(self, output: np.ndarray) -> Nuclei:
         points, scores = find_peaks(output[0], float(self.config["threshold"]), int(self.config["min_distance"]))
