@@ -1,5 +1,6 @@
 """Shared test fixtures: paths to the real data beside the repository, and small synthetic slides."""
 
+import contextlib
 import importlib.util
 import itertools
 import subprocess
@@ -107,20 +108,33 @@ def _set_up_girder(api_url: str, assetstore: Path) -> GirderServer:
     return GirderServer(api_url=api_url, client=client, folder_id=folder["_id"])
 
 
-@pytest.fixture(scope="session")
-def girder_server(tmp_path_factory):
-    """A real Girder 5 process on a free 127.0.0.1 port with every installed plugin (large_image,
-    large_image_annotation, slicer_cli_web, histomicsui, ...), backed by mongomock; stopped after the
-    session. Its log is ``server.log`` in the fixture's temporary folder."""
+@contextlib.contextmanager
+def running_girder(root: Path):
+    """Start a Girder process under ``root`` and set it up; yields (GirderServer, process); stops it."""
     if importlib.util.find_spec("girder") is None:
         pytest.skip("the Girder test server is not installed: bash scripts/install.sh --test")
-    root = tmp_path_factory.mktemp("girder")
     log = root / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, str(GIRDER_LAUNCHER), "--port", "0", "--root", str(root / "tmp")],
             stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield _set_up_girder(_wait_for_girder(process, log), root / "assetstore")
+        yield _set_up_girder(_wait_for_girder(process, log), root / "assetstore"), process
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def girder_server(tmp_path_factory):
+    """A real Girder 5 process on a free 127.0.0.1 port with every installed plugin (large_image,
+    large_image_annotation, slicer_cli_web, histomicsui, ...), backed by mongomock; stopped after the
+    session. Its log is ``server.log`` in the fixture's temporary folder."""
+    with running_girder(tmp_path_factory.mktemp("girder")) as (server, _):
+        yield server
+
+
+@pytest.fixture
+def disposable_girder(tmp_path_factory):
+    """A second Girder server of its own, for a test that stops it: yields (GirderServer, process)."""
+    with running_girder(tmp_path_factory.mktemp("girder-disposable")) as started:
+        yield started

@@ -6,7 +6,7 @@ import numpy as np
 from scipy import ndimage
 
 
-def density_target(points: np.ndarray, shape: tuple[int, int], radius: int = 2, sigma: float = 1.5) -> np.ndarray:
+def density_target(points: np.ndarray, shape: tuple[int, int], radius: int = 3, sigma: float = 2.0) -> np.ndarray:
     """A float32 map of ``shape`` peaking at 1.0 on each isolated centre (x, y in pixels)."""
     binary = np.zeros(shape, dtype=np.float32)
     cols = np.clip(np.round(points[:, 0]).astype(int), 0, shape[1] - 1)

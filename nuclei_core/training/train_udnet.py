@@ -29,9 +29,9 @@ THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
 MIN_DISTANCES = (2, 3, 4)
 
 
-def make_sampler(dataset: list[PointAnnotatedImage], patch: int, batch_size: int):
+def make_sampler(dataset: list[PointAnnotatedImage], patch: int, batch_size: int, radius: int, sigma: float):
     """A seeded sampler of augmented (image, density) patch batches."""
-    targets = [density_target(d.points, d.image.shape[:2]) for d in dataset]
+    targets = [density_target(d.points, d.image.shape[:2], radius, sigma) for d in dataset]
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images, maps = [], []
@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
     parser.add_argument("--radius", type=float, default=6.0, help="matching radius in px for validation F1")
+    parser.add_argument("--target-radius", type=int, default=3, help="disc radius (px) the centres are dilated to")
+    parser.add_argument("--target-sigma", type=float, default=2.0, help="Gaussian smoothing of the discs (px)")
+    parser.add_argument("--init-weights", help="start from these weights (.pt) instead of a random network")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--version", default="udnet-crchisto-1", help="weights version recorded in outputs")
     args = parser.parse_args(argv)
@@ -100,10 +103,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
 
     model = UDNet(dict(DEFAULT_CONFIG), device="cpu")
+    if args.init_weights:
+        model.network.load_state_dict(UDNet.from_weights(args.init_weights).network.state_dict())
+    model.config.update(target_radius=args.target_radius, target_sigma=args.target_sigma)
     settings = TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
                              seed=args.seed, max_minutes=args.max_minutes,
                              checkpoint=Path(args.checkpoint or args.output + ".ckpt"))
-    state = train(model.network, make_sampler(train_set, args.patch_size, args.batch_size), nn.MSELoss(),
+    sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.target_radius, args.target_sigma)
+    state = train(model.network, sampler, nn.MSELoss(),
                   make_validator(model, val_set, args.radius), settings,
                   log=lambda line: print(line, flush=True))
     model.network.load_state_dict(state["best_state"])

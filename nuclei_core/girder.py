@@ -1,0 +1,159 @@
+"""Scripted runs through girder_client: run any CLI of the suite on slides stored in Girder (the DSA)
+and post the nuclei to each slide's item as annotations, replacing this CLI's previous result.
+
+    python -m nuclei_core.girder --api-url http://dsa/api/v1 --api-key KEY --item ITEM_ID \\
+        UDNetDetection --analysis_roi 800,800,1000,1000
+    python -m nuclei_core.girder --api-url ... --token TOKEN --folder FOLDER_ID UDNetDetection
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import girder_client
+import requests
+
+from .errors import InputError, NucleiError
+
+
+class GirderError(NucleiError):
+    """The Girder server refused a request, or cannot be reached."""
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, girder_client.HttpError):
+        try:
+            message = json.loads(exc.responseText).get("message", exc.responseText)
+        except (ValueError, AttributeError):
+            message = exc.responseText
+        return f"HTTP {exc.status}: {str(message).splitlines()[0] if message else exc.status}"
+    return str(exc).splitlines()[0]
+
+
+@contextlib.contextmanager
+def _server_errors(action: str):
+    """Turn girder_client / connection failures into one-line GirderErrors."""
+    try:
+        yield
+    except girder_client.HttpError as exc:
+        raise GirderError(f"{action}: {_describe(exc)}") from None
+    except requests.RequestException as exc:
+        raise GirderError(f"{action}: the server cannot be reached ({type(exc).__name__})") from None
+
+
+def connect(api_url: str, token: str = "", api_key: str = "") -> girder_client.GirderClient:
+    """An authenticated client (token or API key); fails now, not mid-run, on bad credentials."""
+    client = girder_client.GirderClient(apiUrl=api_url)
+    with _server_errors(f"cannot log in to {api_url}"):
+        if api_key:
+            client.authenticate(apiKey=api_key)
+        elif token:
+            client.setToken(token)
+        else:
+            raise InputError("give a Girder token or an API key")
+        if client.get("user/me") is None:
+            raise GirderError(f"cannot log in to {api_url}: the token is not valid")
+    return client
+
+
+def slide_items(client: girder_client.GirderClient, item_id: str = "", folder_id: str = "") -> list[dict]:
+    """The item, or every large-image item of the folder; an item that is not a large image is an error."""
+    with _server_errors("cannot read the slide list"):
+        if item_id:
+            item = client.getItem(item_id)
+            if "largeImage" not in item:
+                raise InputError(f"item {item['name']!r} ({item_id}) is not a large image")
+            return [item]
+        return [i for i in client.listItem(folder_id) if "largeImage" in i]
+
+
+def existing_annotations(client: girder_client.GirderClient, item_id: str, cli_name: str) -> list[str]:
+    """Ids of the annotations this CLI posted on the item before."""
+    with _server_errors("cannot list annotations"):
+        found = client.get("annotation", parameters={"itemId": item_id, "limit": 0})
+    return [a["_id"] for a in found if a.get("annotation", {}).get("attributes", {}).get("cli") == cli_name]
+
+
+def publish(client: girder_client.GirderClient, item_id: str, documents: list[dict[str, Any]],
+            cli_name: str) -> list[str]:
+    """Post every document, then delete this CLI's older annotations (kept in Girder's history).
+
+    If a post fails, the documents already posted are deleted again: a result is all there or not there.
+    """
+    previous = existing_annotations(client, item_id, cli_name)
+    posted: list[str] = []
+    try:
+        with _server_errors("cannot post the annotation"):
+            for document in documents:
+                posted.append(client.post("annotation", parameters={"itemId": item_id}, json=document)["_id"])
+    except GirderError:
+        for annotation_id in posted:
+            with contextlib.suppress(Exception):
+                client.delete(f"annotation/{annotation_id}")
+        raise
+    with _server_errors("cannot remove the previous result"):
+        for annotation_id in previous:
+            client.delete(f"annotation/{annotation_id}")
+    return posted
+
+
+def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> list[dict[str, Any]]:
+    """Run a plugin CLI in this process on a local slide (its progress shows); its annotation documents."""
+    code = importlib.import_module(f"plugins.{cli_name}").main([str(slide), str(output), *cli_args])
+    if code:
+        raise NucleiError(f"{cli_name} failed (exit code {code}); nothing was posted")
+    payload = json.loads(output.read_text())
+    return payload if isinstance(payload, list) else [payload]
+
+
+def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, cli_args: list[str]) -> list[str]:
+    """Download the item's slide, run the CLI on it, post the result: the new annotation ids."""
+    with tempfile.TemporaryDirectory(prefix="nuclei-girder-") as folder:
+        with _server_errors(f"cannot download the slide of item {item['_id']}"):
+            file_id = item["largeImage"]["fileId"]
+            name = client.getFile(file_id)["name"]
+            slide = Path(folder) / Path(name).name
+            client.downloadFile(file_id, str(slide))
+        documents = run_cli(cli_name, slide, Path(folder) / "nuclei.anot",
+                            [*cli_args, "--api-url", client.urlBase, "--girder-token", client.token or ""])
+    return publish(client, item["_id"], documents, cli_name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nuclei_core.girder", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--api-url", required=True, help="Girder API URL, e.g. http://dsa.example.org/api/v1")
+    credentials = parser.add_mutually_exclusive_group(required=True)
+    credentials.add_argument("--token", default="", help="a Girder token")
+    credentials.add_argument("--api-key", default="", help="a Girder API key")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--item", default="", help="the slide's item id")
+    target.add_argument("--folder", default="", help="a folder id: every large image in it")
+    parser.add_argument("cli", help="a CLI of the suite, e.g. UDNetDetection (see python -m plugins --list_cli)")
+    parser.add_argument("cli_args", nargs=argparse.REMAINDER, help="the CLI's own options (not its files)")
+    args = parser.parse_args(argv)
+    try:
+        if importlib.util.find_spec(f"plugins.{args.cli}") is None:
+            raise InputError(f"unknown CLI {args.cli!r}: see python -m plugins --list_cli")
+        client = connect(args.api_url, args.token, args.api_key)
+        items = slide_items(client, args.item, args.folder)
+        if not items:
+            raise InputError(f"folder {args.folder} holds no large image")
+        for item in items:
+            ids = run_on_item(client, item, args.cli, args.cli_args)
+            print(f"{item['name']}: posted {len(ids)} annotation document(s) from {args.cli}", file=sys.stderr)
+    except NucleiError as exc:
+        print(f"girder: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Scripted runs through girder_client (``python -m nuclei_core.girder``) against a real Girder server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nuclei_core.girder import main as girder_main
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "UDNetDetection"
+ROI = [800, 800, 300, 300]
+ROI_ARGS = ["--analysis_roi", ",".join(map(str, ROI))]
+
+
+@pytest.fixture(scope="module")
+def slide_folder(girder_server, sample_svs):
+    """A folder of its own holding two large-image items (the sample slide twice) and a text item."""
+    client = girder_server.client
+    folder = client.createFolder(girder_server.folder_id, "scripted runs")
+    items = [client.uploadFileToFolder(folder["_id"], str(sample_svs), filename=f"slide{i}.svs")["itemId"]
+             for i in (1, 2)]
+    return {"folder": folder["_id"], "items": items}
+
+
+def our_annotations(client, item_id: str) -> list[dict]:
+    listed = client.get("annotation", parameters={"itemId": item_id, "limit": 0})
+    return [client.get(f"annotation/{a['_id']}") for a in listed
+            if a["annotation"].get("attributes", {}).get("cli") == CLI]
+
+
+def points(annotation: dict) -> np.ndarray:
+    return np.array([e["center"][:2] for e in annotation["annotation"]["elements"]])
+
+
+def test_run_on_item_posts_nuclei_and_rerun_replaces_them(girder_server, slide_folder, capsys):
+    client, item = girder_server.client, slide_folder["items"][0]
+    args = ["--api-url", girder_server.api_url, "--token", client.token, "--item", item, CLI, *ROI_ARGS]
+    assert girder_main(args) == 0
+    first = our_annotations(client, item)
+    assert len(first) == 1
+    found = points(first[0])
+    assert len(found) > 10
+    x0, y0, w, h = ROI
+    assert ((found >= [x0, y0]) & (found <= [x0 + w, y0 + h])).all()
+    assert girder_main(args) == 0
+    second = our_annotations(client, item)
+    assert len(second) == 1, "a re-run must replace the previous result, not pile up"
+    assert second[0]["_id"] != first[0]["_id"]
+    np.testing.assert_allclose(points(second[0]), found)
+
+
+def test_folder_run_covers_every_slide_with_an_api_key(girder_server, slide_folder):
+    client = girder_server.client
+    key = client.post("api_key", parameters={"name": "scripted", "scope": None})["key"]
+    code = girder_main(["--api-url", girder_server.api_url, "--api-key", key, "--folder", slide_folder["folder"],
+                        CLI, *ROI_ARGS])
+    assert code == 0
+    assert [len(our_annotations(client, i)) for i in slide_folder["items"]] == [1, 1]
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("girder: error:"), err
+    return err[-1]
+
+
+def test_wrong_token_unknown_item_and_non_image_item_fail_cleanly(girder_server, slide_folder, tmp_path, capsys):
+    client = girder_server.client
+    base = ["--api-url", girder_server.api_url]
+    assert girder_main(base + ["--token", "not-a-token", "--item", slide_folder["items"][0], CLI]) == 2
+    assert "cannot log in" in one_error_line(capsys)
+    assert girder_main(base + ["--token", client.token, "--item", "0123456789abcdef01234567", CLI]) == 2
+    assert "HTTP 400" in one_error_line(capsys)
+    text = tmp_path / "notes.txt"
+    text.write_text("not a slide")
+    text_item = client.uploadFileToFolder(slide_folder["folder"], str(text))["itemId"]
+    assert girder_main(base + ["--token", client.token, "--item", text_item, CLI]) == 2
+    assert "is not a large image" in one_error_line(capsys)
+    assert client.get("annotation", parameters={"itemId": text_item}) == []
+
+
+def test_failing_cli_posts_nothing(girder_server, slide_folder, capsys):
+    client, item = girder_server.client, slide_folder["items"][1]
+    before = [a["_id"] for a in our_annotations(client, item)]
+    code = girder_main(["--api-url", girder_server.api_url, "--token", client.token, "--item", item, CLI,
+                        "--analysis_roi", "90000,90000,10,10"])
+    assert code == 2
+    assert "failed" in one_error_line(capsys)
+    assert [a["_id"] for a in our_annotations(client, item)] == before
+
+
+def test_server_going_away_mid_run_is_a_one_line_error(disposable_girder, sample_svs):
+    server, process = disposable_girder
+    item = server.client.uploadFileToFolder(server.folder_id, str(sample_svs))["itemId"]
+    run = subprocess.Popen([sys.executable, "-m", "nuclei_core.girder", "--api-url", server.api_url, "--token",
+                            server.client.token, "--item", item, CLI, "--analysis_roi", "600,600,1200,1200"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in run.stdout:  # the slide is downloaded and the analysis has started
+        if line.startswith("<filter-start>"):
+            break
+    process.kill()
+    process.wait()
+    _, err = run.communicate(timeout=300)
+    assert run.returncode == 2
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("girder: error:") and "cannot" in last
+    assert "Traceback" not in err
