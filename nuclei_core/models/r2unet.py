@@ -7,21 +7,22 @@ from torch import nn
 
 
 class RecurrentConv(nn.Module):
-    """A 3x3 conv applied ``t`` extra times to its own output plus the block input (weights shared)."""
+    """A 3x3 conv applied ``t`` extra times to its own output plus the block input.
+
+    The conv weights are shared across steps; each step has its own batch norm, since the inputs of
+    the steps (x, then x + h) have different statistics and one shared set of running statistics
+    would be wrong for all of them at inference time.
+    """
 
     def __init__(self, channels: int, t: int) -> None:
         super().__init__()
-        self.t = t
-        self.conv = nn.Sequential(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
-        )
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.norms = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(t + 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x)
-        for _ in range(self.t):
-            h = self.conv(x + h)
+        h = torch.relu(self.norms[0](self.conv(x)))
+        for norm in self.norms[1:]:
+            h = torch.relu(norm(self.conv(x + h)))
         return h
 
 
