@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from nuclei_core.girder import main as girder_main
+from plugins.UDNetDetection import main as run_cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "UDNetDetection"
@@ -38,14 +40,18 @@ def points(annotation: dict) -> np.ndarray:
     return np.array([e["center"][:2] for e in annotation["annotation"]["elements"]])
 
 
-def test_run_on_item_posts_nuclei_and_rerun_replaces_them(girder_server, slide_folder, capsys):
+def test_run_on_item_posts_nuclei_and_rerun_replaces_them(girder_server, slide_folder, sample_svs, tmp_path):
     client, item = girder_server.client, slide_folder["items"][0]
     args = ["--api-url", girder_server.api_url, "--token", client.token, "--item", item, CLI, *ROI_ARGS]
     assert girder_main(args) == 0
     first = our_annotations(client, item)
     assert len(first) == 1
     found = points(first[0])
-    assert len(found) > 10
+    local = tmp_path / "local.anot"  # the same CLI on the same region, run locally: the same nuclei
+    assert run_cli_main([str(sample_svs), str(local), *ROI_ARGS]) == 0
+    expected = np.array([e["center"][:2] for e in json.loads(local.read_text())["elements"]])
+    assert len(found) > 0
+    np.testing.assert_allclose(found[np.lexsort(found.T)], expected[np.lexsort(expected.T)])
     x0, y0, w, h = ROI
     assert ((found >= [x0, y0]) & (found <= [x0 + w, y0 + h])).all()
     assert girder_main(args) == 0
