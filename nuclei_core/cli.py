@@ -16,6 +16,7 @@ import ctk_cli
 from slicer_cli_web import CLIArgumentParser
 
 from . import __version__
+from .cli_spec import spec_path
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
 from .models.base import NucleusModel, resolve_device
@@ -26,14 +27,8 @@ from .outputs.overlay import render_overlay, write_overlay
 from .region import parse_region
 from .slide import Slide
 
-XML_DIR = Path(__file__).resolve().parent.parent / "xml_specs"
 OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage")
 HIDDEN_FROM_RECORD = {"girderToken", "girderApiUrl", "inputImageFile", *OUTPUT_PARAMETERS}
-
-
-def xml_path(cli_name: str) -> Path:
-    """The Slicer execution-model spec of a CLI."""
-    return XML_DIR / f"{cli_name}.xml"
 
 
 def check_constraints(spec: Path, args: argparse.Namespace) -> None:
@@ -50,12 +45,12 @@ def check_constraints(spec: Path, args: argparse.Namespace) -> None:
 
 
 ModelOverrides = Callable[[argparse.Namespace], dict[str, Any]]
+ModelChoice = Callable[[argparse.Namespace], tuple[type[NucleusModel], Path]]
 
 
-def run(cli_name: str, model_class: type[NucleusModel], default_weights: Path,
-        overrides: ModelOverrides, args: argparse.Namespace) -> None:
+def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, args: argparse.Namespace) -> None:
     """Analyse the slide named in ``args`` and write every requested output (all or nothing)."""
-    check_constraints(xml_path(cli_name), args)
+    check_constraints(spec_path(cli_name), args)
     for name in OUTPUT_PARAMETERS:
         if getattr(args, name, None):
             check_writable(getattr(args, name))
@@ -63,6 +58,7 @@ def run(cli_name: str, model_class: type[NucleusModel], default_weights: Path,
     device = str(resolve_device(args.device))
     slide = Slide(args.inputImageFile, args.input_mag or None)
     region = parse_region(args.analysis_roi, slide.width, slide.height)
+    model_class, default_weights = choose_model(args)
     weights = args.model_weights or str(default_weights)
     spec = ModelSpec(model_class, weights, device, tuple(sorted(overrides(args).items())))
     settings = EngineSettings(tile_size=args.analysis_tile_size, min_fgnd_frac=args.min_fgnd_frac,
@@ -96,14 +92,16 @@ def run(cli_name: str, model_class: type[NucleusModel], default_weights: Path,
           f"{result.seconds:.1f} s", file=sys.stderr)
 
 
-def main(cli_name: str, model_class: type[NucleusModel], default_weights: Path, overrides: ModelOverrides,
-         argv: list[str] | None = None) -> int:
-    """Parse ``argv`` with the CLI's XML spec and run it; problems become one line and exit code 2."""
-    parser = CLIArgumentParser(str(xml_path(cli_name)))
+def main(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, argv: list[str] | None = None) -> int:
+    """Parse ``argv`` with the CLI's XML spec and run it; problems become one line and exit code 2.
+
+    ``choose_model`` gives the model class and its shipped weights for the parsed arguments.
+    """
+    parser = CLIArgumentParser(str(spec_path(cli_name)))
     parser.prog = cli_name  # not "__main__.py" in usage lines and argparse errors under ``python -m plugins``
     args = parser.parse_args(argv)
     try:
-        run(cli_name, model_class, default_weights, overrides, args)
+        run(cli_name, choose_model, overrides, args)
     except NucleiError as exc:
         print(f"{cli_name}: error: {exc}", file=sys.stderr)
         return exc.exit_code

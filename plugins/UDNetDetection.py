@@ -25,7 +25,7 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code."""
-    return run_cli("UDNetDetection", UDNet, DEFAULT_WEIGHTS, model_overrides, argv)
+    return run_cli("UDNetDetection", lambda _: (UDNet, DEFAULT_WEIGHTS), model_overrides, argv)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,7 @@ import importlib
 import json
 import sys
 
-from nuclei_core.cli import XML_DIR
-
-
-def available_clis() -> list[str]:
-    """Every CLI: one XML spec in ``xml_specs/`` with a module of the same name in ``plugins/``."""
-    return sorted(p.stem for p in XML_DIR.glob("*.xml"))
+from nuclei_core.cli_spec import available_clis
 
 
 def main(argv: list[str] | None = None) -> int:

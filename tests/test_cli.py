@@ -29,10 +29,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nuclei_core.cli_spec import available_clis, spec_path, spec_text
+
 ROOT = Path(__file__).resolve().parents[1]
-XML_DIR = ROOT / "xml_specs"
-SPECS = sorted(XML_DIR.glob("*.xml"))
-CLI_NAMES = [p.stem for p in SPECS]
+CLI_NAMES = available_clis()
+SPECS = [spec_path(name) for name in CLI_NAMES]
 CLI = "UDNetDetection"
 ROI = (800, 800, 400, 400)  # tissue on CMU-1-Small-Region.svs (2220 x 2967, 20x)
 ROI_ARGS = ["--analysis_roi", ",".join(map(str, ROI))]
@@ -266,7 +267,7 @@ def test_xml_flag_prints_the_spec(runs, name):
     run = runs[f"xml:{name}"]
     assert run.returncode == 0, run.describe()
     printed = ET.canonicalize(run.stdout, strip_text=True)
-    on_disk = ET.canonicalize(from_file=str(XML_DIR / f"{name}.xml"), strip_text=True)
+    on_disk = ET.canonicalize(spec_text(name), strip_text=True)
     assert printed == on_disk
     assert ET.fromstring(run.stdout.strip().encode()).tag == "executable"
 
@@ -337,7 +338,7 @@ def test_help_exits_zero_and_names_every_flag(runs, name):
     run = runs[f"help:{name}"]
     assert run.returncode == 0, run.describe()
     assert "Traceback" not in run.stderr
-    for param in ctk_cli.CLIModule(str(XML_DIR / f"{name}.xml")).parameters():
+    for param in ctk_cli.CLIModule(str(spec_path(name))).parameters():
         shown = param.longflag or param.flag or param.name
         assert re.search(rf"(?<![\w-]){re.escape(shown)}(?![\w-])", run.stdout), f"--help does not mention {shown}"
     assert run.stdout.startswith(f"usage: {name} "), run.stdout[:200]

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from nuclei_core.cli_spec import available_clis, spec_text
+
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted((ROOT / "xml_specs").glob("*.xml"))
 IMAGE = "nuclei-analysis:test"  # the Docker image the CLIs are registered under
 CLI = "UDNetDetection"
 ROI = "800,800,400,400"  # tissue on CMU-1-Small-Region.svs
@@ -41,11 +42,11 @@ def test_uploaded_slide_becomes_large_image(girder_server, slide):
     assert tiles["levels"] >= 1 and tiles["magnification"] == 20
 
 
-def _register(client, folder_id: str, spec: Path) -> dict:
+def _register(client, folder_id: str, name: str) -> dict:
     """``POST /slicer_cli_web/cli`` as an admin registers a CLI from its XML: the CLI's item."""
     return client.post("slicer_cli_web/cli", data={
-        "folder": folder_id, "image": IMAGE, "name": spec.stem, "replace": "true", "desc_type": "xml",
-        "spec": base64.b64encode(spec.read_bytes()).decode()})
+        "folder": folder_id, "image": IMAGE, "name": name, "replace": "true", "desc_type": "xml",
+        "spec": base64.b64encode(spec_text(name).encode()).decode()})
 
 
 def _parameter_names(xml: str) -> set[str]:
@@ -53,18 +54,18 @@ def _parameter_names(xml: str) -> set[str]:
     return {name.text for name in ET.fromstring(xml).findall("./parameters/*/name")}
 
 
-@pytest.mark.parametrize("spec", SPECS, ids=[p.stem for p in SPECS])
-def test_cli_spec_registers(girder_server, spec):
+@pytest.mark.parametrize("name", available_clis())
+def test_cli_spec_registers(girder_server, name):
     from slicer_cli_web.cli_utils import as_model, get_cli_parameters
 
     client = girder_server.client
-    item = _register(client, girder_server.folder_id, spec)
+    item = _register(client, girder_server.folder_id, name)
     listed = client.get("slicer_cli_web/cli", parameters={"folder": girder_server.folder_id})
-    assert {"_id": item["_id"], "name": spec.stem, "image": IMAGE} in [
+    assert {"_id": item["_id"], "name": name, "image": IMAGE} in [
         {key: cli[key] for key in ("_id", "name", "image")} for cli in listed]
 
     served = client.get(f"slicer_cli_web/cli/{item['_id']}/xml", jsonResp=False).text
-    assert served == spec.read_text()
+    assert served == spec_text(name)
     # What the server parsed on registration: the spec's metadata and its title and description.
     root = ET.fromstring(served)
     assert item["meta"]["slicerCLIType"] == "task"
@@ -74,7 +75,7 @@ def test_cli_spec_registers(girder_server, spec):
     assert stored["description"] == f"**{root.findtext('title')}**\n\n{root.findtext('description')}"
     # The parameters the server builds a job from (slicer_cli_web parses the stored XML at run time).
     index, optional, simple_outputs = get_cli_parameters(as_model(served))
-    assert {p.name for p in index + optional + simple_outputs} == _parameter_names(spec.read_text())
+    assert {p.name for p in index + optional + simple_outputs} == _parameter_names(served)
 
 
 def _run_as_the_dsa(slide_path: Path, out: Path, api_url: str, token: str) -> None:
@@ -89,7 +90,7 @@ def _output_reference(client, slide: dict) -> str:
     """The upload reference slicer_cli_web's job attaches to the CLI's output (prepare_task.py):
     the primary input's user, file and item, the job's uuid and the output parameter's name."""
     return json.dumps({
-        "slicer_cli_web": {"title": ET.parse(ROOT / "xml_specs" / f"{CLI}.xml").findtext("title"),
+        "slicer_cli_web": {"title": ET.fromstring(spec_text(CLI)).findtext("title"),
                            "image": IMAGE, "name": CLI},
         "userId": client.get("user/me")["_id"], "fileId": slide["_id"], "itemId": slide["itemId"],
         "uuid": str(uuid.uuid4()), "identifier": OUTPUT_PARAMETER})

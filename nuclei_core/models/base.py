@@ -95,7 +95,7 @@ class NucleusModel(ABC):
 
     def preprocess(self, tiles: np.ndarray) -> torch.Tensor:
         """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float tensor on the model's device."""
-        batch = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
+        batch = torch.from_numpy(np.require(tiles, requirements=["C", "W"])).to(self.device)
         return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
     @abstractmethod

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..data.augment import colour_jitter, random_dihedral
-from ..data.points import PointAnnotatedImage, load_point_dataset, read_split
+from ..data.points import PointAnnotatedImage
 from ..metrics.detection import DetectionScores, detection_scores
 from ..models.udnet import DEFAULT_CONFIG, UDNet
 from ..postprocess.peaks import find_peaks
 from .density import density_target
+from .point_data import add_point_training_arguments, train_and_validation_sets
 from .trainer import TrainSettings, train
 
 THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
@@ -70,36 +71,14 @@ def make_validator(model: UDNet, dataset: list[PointAnnotatedImage], radius: flo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images-dir", required=True, help="folder of RGB images at 20x")
-    parser.add_argument("--points-dir", required=True, help="folder of <image>.csv files with x,y columns")
-    parser.add_argument("--split-csv", help="CSV with image_id,split columns (else 90/10 seeded split)")
-    parser.add_argument("--output", required=True, help="weights file to write (.pt, fp16)")
-    parser.add_argument("--checkpoint", help="resumable checkpoint (default: <output>.ckpt)")
-    parser.add_argument("--steps", type=int, default=8000)
-    parser.add_argument("--batch-size", type=int, default=8)
+    add_point_training_arguments(parser, steps=8000, batch_size=8, learning_rate=2e-4)
     parser.add_argument("--patch-size", type=int, default=128)
-    parser.add_argument("--learning-rate", type=float, default=2e-4)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
-    parser.add_argument("--radius", type=float, default=6.0, help="matching radius in px for validation F1")
     parser.add_argument("--target-radius", type=int, default=3, help="disc radius (px) the centres are dilated to")
     parser.add_argument("--target-sigma", type=float, default=2.0, help="Gaussian smoothing of the discs (px)")
     parser.add_argument("--init-weights", help="start from these weights (.pt) instead of a random network")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--version", default="udnet-crchisto-1", help="weights version recorded in outputs")
     args = parser.parse_args(argv)
-
-    if args.split_csv:
-        train_names = read_split(args.split_csv, "train")
-        val_names = read_split(args.split_csv, "val")
-        train_set = load_point_dataset(args.images_dir, args.points_dir, train_names)
-        val_set = load_point_dataset(args.images_dir, args.points_dir, val_names)
-    else:
-        everything = load_point_dataset(args.images_dir, args.points_dir)
-        order = np.random.default_rng(args.seed).permutation(len(everything))
-        cut = max(1, len(everything) // 10)
-        val_set = [everything[i] for i in order[:cut]]
-        train_set = [everything[i] for i in order[cut:]]
+    train_set, val_set = train_and_validation_sets(args)
     print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
 
     model = UDNet(dict(DEFAULT_CONFIG), device="cpu")

@@ -1,0 +1,46 @@
+"""The Slicer XML spec of each CLI: its own file in ``xml_specs/`` with the shared parameter groups spliced in.
+
+A CLI's file names a shared group with ``<parameters include="NAME"/>``; the group itself lives once in
+``xml_specs/shared/NAME.xml``. ctk_cli and slicer_cli_web read a file, so the composed spec is written
+to a per-user cache file named by its content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+SPEC_DIR = Path(__file__).resolve().parent.parent / "xml_specs"
+SHARED_DIR = SPEC_DIR / "shared"
+
+
+def available_clis() -> list[str]:
+    """Every CLI: one XML spec in ``xml_specs/`` (a module of the same name in ``plugins/`` runs it)."""
+    return sorted(p.stem for p in SPEC_DIR.glob("*.xml"))
+
+
+def spec_text(cli_name: str) -> str:
+    """The complete XML spec of ``cli_name``, shared groups included."""
+    root = ElementTree.parse(SPEC_DIR / f"{cli_name}.xml").getroot()
+    for position, child in enumerate(list(root)):
+        if child.tag == "parameters" and "include" in child.attrib:
+            root.remove(child)
+            root.insert(position, ElementTree.parse(SHARED_DIR / f"{child.attrib['include']}.xml").getroot())
+    ElementTree.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
+
+
+def spec_path(cli_name: str) -> Path:
+    """A file holding :func:`spec_text` (written once per content, atomically)."""
+    text = spec_text(cli_name)
+    folder = Path(tempfile.gettempdir()) / f"nuclei-specs-{os.getuid()}"
+    path = folder / f"{cli_name}-{hashlib.sha1(text.encode()).hexdigest()[:12]}.xml"
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    return path

@@ -1,0 +1,110 @@
+"""Nucleus detectors that score the 27x27 patch around every pixel: cascaded GCN, CP-CNN and SC-CNN.
+
+All three turn a tile into a per-pixel score map (computed fully convolutionally, see ``patch_gcn``
+and ``patch_cnn``) and keep the pixels that survive a threshold and non-maximum suppression.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from torch import nn
+
+from ..nuclei import Nuclei
+from ..postprocess.nms import nms_points
+from .base import WEIGHTS_DIR, NucleusModel
+from .patch_cnn import PatchCNN, sc_aggregate
+from .patch_gcn import PATCH, PatchGCN
+
+MARGIN = PATCH // 2
+
+
+def smooth(score_map: np.ndarray, sigma: float) -> np.ndarray:
+    """The score map Gaussian-smoothed by ``sigma`` px (unchanged for 0): one peak per nucleus."""
+    return ndimage.gaussian_filter(score_map, sigma) if sigma > 0 else score_map
+
+
+class PatchDetector(NucleusModel):
+    """Shared pre- and post-processing: reflect-pad by half a patch, score every pixel, threshold + NMS."""
+
+    analysis_magnification = 20.0
+    halo = 32
+
+    def infer(self, batch: torch.Tensor) -> np.ndarray:
+        padded = F.pad(batch, (MARGIN,) * 4, mode="reflect")
+        return self.score_map(padded)[:, None].float().cpu().numpy()
+
+    @abstractmethod
+    def score_map(self, padded: torch.Tensor) -> torch.Tensor:
+        """(B, H-26, W-26) scores in [0, 1] of the patches around the pixels of a padded batch."""
+
+    def postprocess(self, output: np.ndarray) -> Nuclei:
+        score_map = smooth(output[0], float(self.config.get("smoothing", 0.0)))
+        points, scores = nms_points(score_map, float(self.config["threshold"]), float(self.config["nms_box"]),
+                                    float(self.config["nms_iou"]))
+        return Nuclei(points, scores, class_names=self.class_names)
+
+
+class CascadeNetwork(nn.Module):
+    """Stage 1 (soft-negative elimination) and stage 2 (hard-negative elimination) graph classifiers."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__()
+        arguments = {"channels": tuple(config["channels"]), "hidden": int(config["hidden"])}
+        self.stage1 = PatchGCN(**arguments)
+        self.stage2 = PatchGCN(**arguments)
+
+
+class CascadeGCN(PatchDetector):
+    """Cascaded graph-convolution detector: stage 2 scores only the pixels stage 1 lets through."""
+
+    name = "Cascade-GCN"
+
+    @staticmethod
+    def build_network(config: dict[str, Any]) -> nn.Module:
+        return CascadeNetwork(config)
+
+    def score_map(self, padded: torch.Tensor) -> torch.Tensor:
+        """Stage 2's score where stage 1 fired, else 0; stage 2 runs only on chunks where stage 1 fired."""
+        fired = torch.sigmoid(self.network.stage1.dense(padded)) >= float(self.config["stage1_threshold"])
+        second = torch.sigmoid(self.network.stage2.dense(padded, where=fired))
+        return torch.where(fired, second, torch.zeros_like(second))
+
+
+class PatchCNNDetector(PatchDetector):
+    """A detector built on the shared CNN trunk with ``outputs`` numbers per patch."""
+
+    outputs = 1
+
+    @classmethod
+    def build_network(cls, config: dict[str, Any]) -> nn.Module:
+        return PatchCNN(cls.outputs, tuple(config["channels"]), int(config["hidden"]))
+
+
+class CPCNN(PatchCNNDetector):
+    """CP-CNN baseline: a CNN classifies whether the patch centre is a nucleus centre."""
+
+    name = "CP-CNN"
+
+    def score_map(self, padded: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.network.dense(padded)[:, 0])
+
+
+class SCCNN(PatchCNNDetector):
+    """SC-CNN baseline: a CNN regresses the proximity map around each patch centre; windows averaged."""
+
+    name = "SC-CNN"
+    outputs = 3
+
+    def score_map(self, padded: torch.Tensor) -> torch.Tensor:
+        averaged = sc_aggregate(self.network.dense(padded), float(self.config["proximity_radius"]))
+        return averaged[:, MARGIN:-MARGIN, MARGIN:-MARGIN]
+
+
+DETECTORS: dict[str, type[PatchDetector]] = {"Cascade-GCN": CascadeGCN, "CP-CNN": CPCNN, "SC-CNN": SCCNN}
+DEFAULT_WEIGHTS = {name: WEIGHTS_DIR / f"{name.lower().replace('-', '_')}_crchisto.pt" for name in DETECTORS}

@@ -1,0 +1,42 @@
+"""CascadeGCNDetection: nucleus centres with the cascaded graph-convolution detector (or CP-CNN / SC-CNN)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from nuclei_core.cli import main as run_cli
+from nuclei_core.errors import InputError
+from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, PatchDetector
+
+
+def choose_model(args: argparse.Namespace) -> tuple[type[PatchDetector], Path]:
+    """The detector class the user picked and its shipped weights."""
+    return DETECTORS[args.detector], DEFAULT_WEIGHTS[args.detector]
+
+
+def _tuned_unless_set(value: float, name: str, low: float, high: float) -> float | None:
+    if value == -1:
+        return None
+    if not low < value <= high:
+        raise InputError(f"{name} must be in ({low:g}, {high:g}] or -1, got {value:g}")
+    return value
+
+
+def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The post-processing settings the user changed from the tuned ones (-1 keeps the tuned value)."""
+    return {"threshold": _tuned_unless_set(args.detection_threshold, "detection_threshold", 0, 1),
+            "stage1_threshold": _tuned_unless_set(args.stage1_threshold, "stage1_threshold", 0, 1),
+            "nms_box": _tuned_unless_set(args.nms_box, "nms_box", 1, 64),
+            "nms_iou": _tuned_unless_set(args.nms_iou, "nms_iou", 0, 0.95)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return its exit code."""
+    return run_cli("CascadeGCNDetection", choose_model, model_overrides, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The patch detectors (Cascade-GCN, CP-CNN, SC-CNN): exact dense evaluation, cascade, NMS, weights, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nuclei_core.data.points import load_point_dataset, read_split
+from nuclei_core.evaluation import score_point_detector
+from nuclei_core.models.base import load_checkpoint
+from nuclei_core.models.patch_cnn import SC_WINDOW, PatchCNN, sc_aggregate, sc_window_maps
+from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN
+from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, grid_laplacian
+from nuclei_core.postprocess.nms import nms_points
+from nuclei_core.training import train_patch_detector
+from nuclei_core.training.patch_sampling import PatchSource
+from plugins.__main__ import main as plugins_main
+
+ROI_ARGS = ["--analysis_roi", "800,800,400,400"]  # tissue on CMU-1-Small-Region.svs
+
+
+@pytest.fixture(scope="module")
+def crchisto_tile(crchisto) -> torch.Tensor:
+    """A real 20x H&E crop (3, 120, 110) in [0, 1]."""
+    image = np.asarray(Image.open(crchisto / "images" / "img11.jpg").convert("RGB"))[100:220, 200:310]
+    return torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255
+
+
+def _random_pixels(height: int, width: int, count: int = 12) -> list[tuple[int, int]]:
+    rng = np.random.default_rng(3)
+    corners = [(0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1)]
+    return corners + [(int(rng.integers(height)), int(rng.integers(width))) for _ in range(count)]
+
+
+def test_graph_convolution_uses_the_normalised_laplacian_of_the_grid():
+    torch.manual_seed(0)
+    layer = GridGraphConv(3, 5)
+    x = torch.rand(2, 3, PATCH, PATCH)
+    laplacian = torch.tensor(grid_laplacian(), dtype=torch.float32)
+    explicit = (x.flatten(2) @ laplacian.T).view_as(x)
+    assert torch.allclose(layer.laplacian(x), explicit, atol=1e-6)
+    eigenvalues = np.linalg.eigvalsh(grid_laplacian())
+    assert eigenvalues.min() > -1e-9 and eigenvalues.max() <= 2 + 1e-9  # a normalised Laplacian
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_dense_gcn_equals_the_patch_classifier_at_every_tested_pixel(crchisto_tile, stage):
+    network = getattr(CascadeGCN.from_weights(DEFAULT_WEIGHTS["Cascade-GCN"]).network, stage).double()
+    tile = crchisto_tile.double()  # float64: the two ways of summing agree to rounding, not to float32's 1e-4
+    with torch.inference_mode():
+        dense = network.dense(tile[None], chunk=40)[0]
+        assert dense.shape == (120 - PATCH + 1, 110 - PATCH + 1)
+        for row, col in _random_pixels(*dense.shape):
+            single = network(tile[None, :, row:row + PATCH, col:col + PATCH])[0]
+            assert float(dense[row, col]) == pytest.approx(float(single), abs=1e-9)
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_dense_cnn_equals_the_patch_network_at_every_tested_pixel(crchisto_tile, outputs):
+    torch.manual_seed(outputs)
+    network = PatchCNN(outputs).eval().double()
+    tile = crchisto_tile.double()
+    with torch.inference_mode():
+        dense = network.dense(tile[None], chunk=50)[0]
+        for row, col in _random_pixels(*dense.shape[1:]):
+            single = network(tile[None, :, row:row + PATCH, col:col + PATCH])[0]
+            assert torch.allclose(dense[:, row, col], single, atol=1e-9)
+
+
+def test_sc_cnn_window_peaks_at_its_predicted_centre_and_is_zero_beyond_the_radius():
+    logit = lambda p: float(np.log(p / (1 - p)))  # noqa: E731
+    raw = torch.tensor([[logit(0.3), logit(0.6), logit(0.8)]])  # centre row 3, col 6 of the 11 x 11 window
+    window = sc_window_maps(raw, radius=4.0)[0]
+    assert window.shape == (SC_WINDOW, SC_WINDOW)
+    assert tuple(np.unravel_index(int(window.argmax()), window.shape)) == (3, 6)
+    assert float(window[3, 6]) == pytest.approx(0.8, abs=1e-5)
+    assert float(window[3, 1]) == 0.0 and float(window[10, 6]) == 0.0
+    averaged = sc_aggregate(raw.view(1, 3, 1, 1), radius=4.0)[0]
+    assert averaged.shape == (PATCH, PATCH)
+    assert float(averaged[8 + 3, 8 + 6]) == pytest.approx(0.8, abs=1e-5)  # the window sits mid-patch
+
+
+def test_nms_keeps_one_point_per_overlapping_cluster_at_iou_0_3():
+    scores = np.zeros((40, 60), np.float32)
+    scores[10, 10], scores[10, 16] = 0.9, 0.8  # 6 px apart: boxes of 12 overlap with IoU 1/3 > 0.3
+    scores[30, 10], scores[30, 17] = 0.9, 0.8  # 7 px apart: IoU 0.26, both kept
+    scores[5, 50] = 0.4  # below the threshold
+    points, kept = nms_points(scores, 0.5, box_size=12, iou=0.3)
+    assert sorted(map(tuple, points.tolist())) == [(10.0, 10.0), (10.0, 30.0), (17.0, 30.0)]
+    assert kept.max() == pytest.approx(0.9)
+
+
+def test_stage2_runs_only_where_stage1_fires():
+    model = CascadeGCN.from_weights(DEFAULT_WEIGHTS["Cascade-GCN"])
+    tile = (np.random.default_rng(0).random((1, 64, 72, 3)) * 255).astype(np.uint8)
+    model.config["stage1_threshold"] = 0.0
+    everywhere = model.predict_outputs(tile)[0, 0]
+    padded = torch.nn.functional.pad(model.preprocess(tile), (13,) * 4, mode="reflect")
+    with torch.inference_mode():
+        stage2 = torch.sigmoid(model.network.stage2.dense(padded))[0].numpy()
+    assert np.allclose(everywhere, stage2, atol=1e-5)
+    model.config["stage1_threshold"] = 1.01
+    assert not model.predict_outputs(tile).any()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_shipped_weights_are_fp16_with_a_model_card_and_tuned_settings(name):
+    checkpoint = load_checkpoint(DEFAULT_WEIGHTS[name])
+    assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    assert 0 < checkpoint["config"]["threshold"] < 1 and checkpoint["config"]["nms_iou"] == 0.3
+    assert DEFAULT_WEIGHTS[name].with_suffix(".md").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_shipped_weights_detect_nuclei_on_a_validation_image(crchisto, name):
+    images = load_point_dataset(crchisto / "images", crchisto / "detection", read_split(crchisto / "splits.csv", "val")[:1])
+    scores = score_point_detector(DETECTORS[name].from_weights(DEFAULT_WEIGHTS[name]), images, radius=6)
+    assert scores.f1 > 0.7, scores.as_dict()
+
+
+def test_patch_source_labels_pixels_by_distance_to_the_nearest_centre(crchisto):
+    item = load_point_dataset(crchisto / "images", crchisto / "detection", ["img1"])[0]
+    source = PatchSource.from_dataset([item])
+    x, y = np.round(item.points[0]).astype(int)
+    assert source.distances[0][y, x] == 0
+    positives = source.pool_by_distance(-1, 2.0)
+    assert 9 * len(item.points) <= len(positives) <= 13 * len(item.points)
+    patch = source.patches(np.array([[0, y, x]]))[0]
+    assert np.array_equal(patch[PATCH // 2, PATCH // 2], item.image[y, x])
+    window = source.proximity_windows(np.array([[0, y, x]]), radius=4.0)[0]
+    assert window[SC_WINDOW // 2, SC_WINDOW // 2] == 1.0
+
+
+@pytest.mark.parametrize("name", sorted(DETECTORS))
+def test_training_script_writes_loadable_weights(crchisto, tmp_path, name):
+    images, points = tmp_path / "images", tmp_path / "points"
+    images.mkdir(), points.mkdir()
+    for index in (1, 2, 3):  # 150 x 150 crops keep the smoke run short
+        image = Image.open(crchisto / "images" / f"img{index}.jpg").crop((100, 100, 250, 250))
+        image.save(images / f"img{index}.png")
+        rows = [line for line in (crchisto / "detection" / f"img{index}.csv").read_text().splitlines()[1:]
+                if 100 <= float(line.split(",")[0]) < 250 and 100 <= float(line.split(",")[1]) < 250]
+        (points / f"img{index}.csv").write_text("x,y\n" + "\n".join(
+            f"{float(x) - 100},{float(y) - 100}" for x, y in (r.split(",")[:2] for r in rows)))
+    output = tmp_path / "w.pt"
+    data = ["--model", name, "--images-dir", str(images), "--points-dir", str(points), "--output", str(output)]
+    train_patch_detector.main([*data, "--loss", "focal", "--steps", "4", "--eval-every", "2", "--batch-size", "16"])
+    model = DETECTORS[name].from_weights(output)
+    assert model.config["loss"] == ("mse" if name == "SC-CNN" else "focal")
+    assert model.config["nms_box"] in train_patch_detector.NMS_BOXES
+    log = json.loads(output.with_suffix(".log.json").read_text())
+    assert set(log["summary"]) == {"f1", "threshold", "nms_box", "smoothing"}
+    assert log["stage1" if name == "Cascade-GCN" else "network"]["steps"] == 4
+    before = output.stat().st_mtime_ns
+    train_patch_detector.main([*data, "--retune"])  # post-processing only: the network stays as it was
+    retuned = DETECTORS[name].from_weights(output)
+    assert output.stat().st_mtime_ns > before
+    assert all(torch.equal(a, b) for a, b in zip(retuned.network.state_dict().values(),
+                                                  model.network.state_dict().values()))
+    tile = np.asarray(Image.open(images / "img1.png"))[None]
+    assert model.predict_outputs(tile).shape == (1, 1, 150, 150)
+
+
+@pytest.mark.parametrize("detector", sorted(DETECTORS))
+def test_cli_runs_each_detector_on_the_sample_slide(sample_svs, tmp_path, detector):
+    annotation, geojson = tmp_path / "nuclei.anot", tmp_path / "nuclei.geojson"
+    code = plugins_main(["CascadeGCNDetection", str(sample_svs), str(annotation), "--geojson", str(geojson),
+                         "--detector", detector, *ROI_ARGS])
+    assert code == 0
+    document = json.loads(annotation.read_text())
+    points = [e for e in document["elements"] if e["type"] == "point"]
+    assert len(points) > 5
+    assert all(800 <= e["center"][0] < 1200 and 800 <= e["center"][1] < 1200 for e in points)
+    assert document["attributes"]["model"] == detector
+    assert len(json.loads(geojson.read_text())["features"]) == len(points)
+
+
+def test_cli_rejects_a_suppression_box_below_one_pixel(sample_svs, tmp_path, capsys):
+    annotation = tmp_path / "nuclei.anot"
+    code = plugins_main(["CascadeGCNDetection", str(sample_svs), str(annotation), "--nms_box", "0.5", *ROI_ARGS])
+    assert code == 2 and not annotation.exists()
+    assert "nms_box" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_weights_for_the_wrong_detector_are_a_one_line_error(sample_svs, tmp_path, capsys):
+    annotation = tmp_path / "nuclei.anot"
+    code = plugins_main(["CascadeGCNDetection", str(sample_svs), str(annotation), "--detector", "CP-CNN",
+                         "--model_weights", str(DEFAULT_WEIGHTS["SC-CNN"]), *ROI_ARGS])
+    assert code == 2 and not annotation.exists()
+    assert "weights do not fit CP-CNN" in capsys.readouterr().err
