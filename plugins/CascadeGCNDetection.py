@@ -7,8 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nuclei_core.cli import main as run_cli
-from nuclei_core.errors import InputError
+from nuclei_core.cli import main as run_cli, tuned_unless_set
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, PatchDetector
 
 
@@ -17,20 +16,12 @@ def choose_model(args: argparse.Namespace) -> tuple[type[PatchDetector], Path]:
     return DETECTORS[args.detector], DEFAULT_WEIGHTS[args.detector]
 
 
-def _tuned_unless_set(value: float, name: str, low: float, high: float) -> float | None:
-    if value == -1:
-        return None
-    if not low < value <= high:
-        raise InputError(f"{name} must be in ({low:g}, {high:g}] or -1, got {value:g}")
-    return value
-
-
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The post-processing settings the user changed from the tuned ones (-1 keeps the tuned value)."""
-    return {"threshold": _tuned_unless_set(args.detection_threshold, "detection_threshold", 0, 1),
-            "stage1_threshold": _tuned_unless_set(args.stage1_threshold, "stage1_threshold", 0, 1),
-            "nms_box": _tuned_unless_set(args.nms_box, "nms_box", 1, 64),
-            "nms_iou": _tuned_unless_set(args.nms_iou, "nms_iou", 0, 0.95)}
+    return {"threshold": tuned_unless_set(args.detection_threshold, "detection_threshold", 0, 1),
+            "stage1_threshold": tuned_unless_set(args.stage1_threshold, "stage1_threshold", 0, 1),
+            "nms_box": tuned_unless_set(args.nms_box, "nms_box", 1, 64),
+            "nms_iou": tuned_unless_set(args.nms_iou, "nms_iou", 0, 0.95)}
 
 
 def main(argv: list[str] | None = None) -> int:

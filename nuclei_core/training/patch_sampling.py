@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from ..data.augment import colour_jitter, random_dihedral
 from ..data.points import PointAnnotatedImage
-from ..models.patch_cnn import SC_WINDOW
+from ..models.patch_cnn import SC_WINDOW, proximity
 from ..models.patch_gcn import PATCH
 
 MARGIN = PATCH // 2
@@ -61,7 +61,7 @@ class PatchSource:
             distance = self.distances[i]
             top, left = r - half, c - half
             window = distance[max(top, 0):top + SC_WINDOW, max(left, 0):left + SC_WINDOW]
-            values = np.where(window <= radius, 1.0 / (1.0 + window ** 2 / 2.0), 0.0)
+            values = proximity(torch.ones(()), torch.from_numpy(window) ** 2, radius).numpy()
             windows[n, max(-top, 0):max(-top, 0) + values.shape[0], max(-left, 0):max(-left, 0) + values.shape[1]] = values
         return windows
 
@@ -81,8 +81,7 @@ def augmented(rng: np.random.Generator, patches: np.ndarray, windows: np.ndarray
         moved_patches.append(colour_jitter(rng, moved[0]) if jitter else moved[0])
         if windows is not None:
             moved_windows.append(moved[1])
-    x = torch.from_numpy(np.stack(moved_patches)).permute(0, 3, 1, 2).float().div_(255.0)
-    return x, None if windows is None else torch.from_numpy(np.stack(moved_windows))
+    return as_tensor(np.stack(moved_patches)), None if windows is None else torch.from_numpy(np.stack(moved_windows))
 
 
 def as_tensor(patches: np.ndarray) -> torch.Tensor:

@@ -3,7 +3,8 @@
 A patch is positive when its centre lies within ``--centre-distance`` px of an annotated centre.
 Cascade-GCN trains stage 1 on all pixels, picks the stage-1 threshold that keeps ``--stage1-recall``
 of the validation nuclei, then trains stage 2 on the pixels stage 1 lets through (true against
-false positives). Threshold and NMS box size are then chosen for F1 on whole validation images.
+false positives). Threshold, NMS box size and score-map smoothing are then chosen for F1 on whole
+validation images.
 
 Example (the shipped weights)::
 
@@ -30,7 +31,7 @@ from ..data.points import PointAnnotatedImage
 from ..metrics.detection import DetectionScores, detection_scores
 from ..models.patch_cnn import PatchCNN, sc_window_maps
 from ..models.patch_detectors import DETECTORS, PatchDetector, smooth
-from ..models.patch_gcn import PatchGCN
+from ..models.patch_gcn import PATCH, PatchGCN
 from ..postprocess.nms import nms_points
 from .patch_sampling import PatchSource, Pool, as_tensor, augmented, channel_statistics, draw
 from .point_data import add_point_training_arguments, train_and_validation_sets
@@ -108,7 +109,7 @@ def dense_probabilities(network: nn.Module, source: PatchSource) -> list[np.ndar
     network.eval()
     with torch.inference_mode():
         return [torch.sigmoid(network.dense(as_tensor(image[None]))).reshape(
-            image.shape[0] - 26, image.shape[1] - 26).numpy() for image in source.images]
+            image.shape[0] - PATCH + 1, image.shape[1] - PATCH + 1).numpy() for image in source.images]
 
 
 def best_near_centres(probability: np.ndarray, points: np.ndarray, distance: float) -> np.ndarray:
