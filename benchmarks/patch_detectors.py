@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,13 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
-from benchmarks.slide_speed import SAMPLE, count_elements, timed  # noqa: E402
+from benchmarks.slide_speed import SAMPLE, cli_variant_rows, tissue_megapixels  # noqa: E402
 from nuclei_core.data.points import load_point_dataset, read_split  # noqa: E402
 from nuclei_core.metrics.detection import DetectionScores, detection_scores  # noqa: E402
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS  # noqa: E402
 from nuclei_core.models.patch_gcn import PATCH  # noqa: E402
-from nuclei_core.slide import Slide  # noqa: E402
-from nuclei_core.tiling import plan_tiles  # noqa: E402
 
 PAPER = ("Paper (Table I, 2-fold cross-validation, 8 px): SC-CNN F1 0.708, CP-CNN 0.708, GCN 0.679, "
          "Cascade-GCN P 0.733, R 0.793, F1 0.762. Target: Cascade-GCN F1 >= 0.80 within 6 px on unseen images.")
@@ -72,22 +69,6 @@ def _seconds(work) -> float:
     return time.perf_counter() - started
 
 
-def slide_rows(slide_path: str, device: str) -> tuple[list[dict], float]:
-    """Each detector through the CLI on a whole slide (fresh process, as the DSA runs it)."""
-    slide = Slide(slide_path)
-    tissue_mp = plan_tiles(slide, 20.0, 1024, 32, None, 0.1).tissue_base_pixels / 1e6
-    rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder) / "out.anot"
-        for name in DETECTORS:
-            seconds, peak = timed([sys.executable, "-m", "plugins", "CascadeGCNDetection", slide_path, str(out),
-                                   "--detector", name, "--device", device])
-            nuclei = count_elements(out)
-            rows.append({"detector": name, "device": device, "wall s": round(seconds, 1),
-                         "tissue MP/s": round(tissue_mp / seconds, 4), "nuclei": nuclei, "peak RSS MiB": round(peak)})
-    return rows, tissue_mp
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crchisto", type=Path, default=ROOT.parent / "shared/data/crchisto")
@@ -104,7 +85,9 @@ def main() -> None:
         weights[key.replace(":", " ")] = Path(path)
     accuracy = accuracy_rows(args.crchisto, weights)
     speed = speedup_rows(args.side)
-    slide, tissue_mp = slide_rows(args.slide, args.device)
+    slide = cli_variant_rows(args.slide, "CascadeGCNDetection", {name: ["--detector", name] for name in DETECTORS},
+                             args.device, "detector")
+    tissue_mp = tissue_megapixels(args.slide)
     body = (f"## Accuracy on the CRCHisto test split (never used for training or tuning)\n\n"
             f"Threshold, NMS box and score-map smoothing of each weights file were tuned on the `val` split (F1 within 6 px); "
             f"NMS IoU 0.3.\n\n{table(accuracy)}\n\n{PAPER}\n\n"

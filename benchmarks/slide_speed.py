@@ -51,6 +51,28 @@ def count_elements(annotation: Path) -> int:
     return sum(len(d["elements"]) for d in documents)
 
 
+def tissue_megapixels(slide_path: str) -> float:
+    """Tissue area of the slide in base-resolution megapixels (our tissue mask, 20x tile plan)."""
+    return plan_tiles(Slide(slide_path), 20.0, 1024, 32, None, 0.1).tissue_base_pixels / 1e6
+
+
+def cli_variant_rows(slide_path: str, cli: str, variants: dict[str, list[str]], device: str,
+                     label: str) -> list[dict]:
+    """One CLI on a whole slide per variant of its options (fresh process each, as the DSA runs it)."""
+    tissue_mp = tissue_megapixels(slide_path)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "out.anot"
+        for name, options in variants.items():
+            seconds, peak = timed([sys.executable, "-m", "plugins", cli, slide_path, str(out), *options,
+                                   "--device", device])
+            nuclei = count_elements(out)
+            rows.append({label: name, "device": device, "wall s": round(seconds, 1),
+                         "tissue MP/s": round(tissue_mp / seconds, 4), "nuclei": nuclei,
+                         "nuclei/s": round(nuclei / seconds, 1), "peak RSS MiB": round(peak)})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slide", default=str(SAMPLE))
@@ -63,8 +85,9 @@ def main() -> None:
     plan = plan_tiles(slide, UDNet.analysis_magnification, 1024, UDNet.halo, None, 0.1)
     tissue_mp = plan.tissue_base_pixels / 1e6
     histomicstk = Path(sys.executable).with_name("histomicstk")
-    runs = {"UDNetDetection (ours)": lambda out: [sys.executable, "-m", "plugins", "UDNetDetection", args.slide,
-                                                  str(out), "--device", args.device]}
+    runs = {f"UDNetDetection (ours, {weights} weights)": lambda out, weights=weights: [
+        sys.executable, "-m", "plugins", "UDNetDetection", args.slide, str(out), "--device", args.device,
+        "--training_set", weights] for weights in ("Multi-organ", "Colorectal")}
     if not args.skip_histomicstk:
         runs["HistomicsTK NucleiDetection 1.4.0"] = lambda out: [
             str(histomicstk), "NucleiDetection", args.slide, str(out), "--analysis_mag", "20",

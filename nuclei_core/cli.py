@@ -19,7 +19,7 @@ from . import __version__
 from .cli_spec import spec_path
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
-from .models.base import NucleusModel, resolve_device
+from .models.base import SlideModel, resolve_device
 from .outputs.atomic import check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
@@ -55,7 +55,7 @@ def tuned_unless_set(value: float, name: str, low: float, high: float) -> float 
 
 
 ModelOverrides = Callable[[argparse.Namespace], dict[str, Any]]
-ModelChoice = Callable[[argparse.Namespace], tuple[type[NucleusModel], Path]]
+ModelChoice = Callable[[argparse.Namespace], tuple[type[SlideModel], Path]]
 
 
 def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, args: argparse.Namespace) -> None:

@@ -1,4 +1,4 @@
-"""Run any NucleusModel over a whole slide: tile plan, batching, prefetch, Dask, progress, seam merge."""
+"""Run any SlideModel over a whole slide: tile plan, batching, prefetch, Dask, progress, seam merge."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from shapely.geometry import MultiPolygon
 
 from .errors import InputError
 from .merge import keep_in_core
-from .models.base import NucleusModel
+from .models.base import SlideModel
 from .nuclei import Nuclei
 from .progress import Progress
 from .region import contains_points
@@ -27,18 +27,18 @@ from .tiling import Tile, TilePlan, plan_tiles
 class ModelSpec:
     """A picklable recipe for a model, so Dask workers can build (and cache) their own copy."""
 
-    model_class: type[NucleusModel]
+    model_class: type[SlideModel]
     weights: str
     device: str = "cpu"
     overrides: tuple[tuple[str, Any], ...] = ()
 
-    def build(self) -> NucleusModel:
+    def build(self) -> SlideModel:
         """The model, loaded once per process."""
         return _build_model(self)
 
 
 @lru_cache(maxsize=4)
-def _build_model(spec: ModelSpec) -> NucleusModel:
+def _build_model(spec: ModelSpec) -> SlideModel:
     return spec.model_class.from_weights(spec.weights, spec.device, **dict(spec.overrides))
 
 
@@ -86,9 +86,9 @@ def stack_padded(images: list[np.ndarray]) -> np.ndarray:
                      for i in images])
 
 
-def infer_tiles(model: NucleusModel, images: list[np.ndarray], tiles: list[Tile], scale: float) -> Nuclei:
+def infer_tiles(model: SlideModel, images: list[np.ndarray], tiles: list[Tile], scale: float) -> Nuclei:
     """Nuclei of a batch of tiles, each kept only in its own core, in base pixel coordinates."""
-    results = model.predict(stack_padded(images))
+    results = model.predict_at(stack_padded(images), [tuple(tile.read[:2]) for tile in tiles], scale)
     owned = []
     for nuclei, tile in zip(results, tiles):
         origin = np.array(tile.read[:2], dtype=np.float64)
@@ -108,7 +108,7 @@ def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
     return [tiles[i:i + size] for i in range(0, len(tiles), size)]
 
 
-def _run_in_process(slide: Slide, model: NucleusModel, batches: list[list[Tile]], scale: float,
+def _run_in_process(slide: Slide, model: SlideModel, batches: list[list[Tile]], scale: float,
                     progress: Progress) -> Iterator[Nuclei]:
     """Batches in order, reading the next batch in a thread while the current one is inferred."""
     def read_batch(batch: list[Tile]) -> list[np.ndarray]:

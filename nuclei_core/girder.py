@@ -4,6 +4,8 @@ and post the nuclei to each slide's item as annotations, replacing this CLI's pr
     python -m nuclei_core.girder --api-url http://dsa/api/v1 --api-key KEY --item ITEM_ID \\
         UDNetDetection --analysis_roi 800,800,1000,1000
     python -m nuclei_core.girder --api-url ... --token TOKEN --folder FOLDER_ID UDNetDetection
+    python -m nuclei_core.girder --api-url ... --token TOKEN --item ITEM_ID --nuclei-from UDNetDetection \
+        DCRNClassification     # classify the nuclei UDNetDetection posted earlier
 """
 
 from __future__ import annotations
@@ -114,9 +116,24 @@ def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> li
     return payload if isinstance(payload, list) else [payload]
 
 
-def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, cli_args: list[str]) -> list[str]:
-    """Download the item's slide, run the CLI on it, post the result: the new annotation ids."""
+def download_nuclei(client: girder_client.GirderClient, item_id: str, source_cli: str, path: Path) -> Path:
+    """Write the nuclei that ``source_cli`` posted on the item to ``path`` (a list of annotation documents)."""
+    found = existing_annotations(client, item_id, source_cli)
+    if not found:
+        raise InputError(f"item {item_id} has no annotation from {source_cli} to take the nuclei from")
+    with _server_errors(f"cannot download the {source_cli} annotation of item {item_id}"):
+        documents = [client.get(f"annotation/{annotation_id}")["annotation"] for annotation_id in found]
+    path.write_text(json.dumps(documents))
+    return path
+
+
+def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, cli_args: list[str],
+                nuclei_from: str = "") -> list[str]:
+    """Download the item's slide (and the nuclei ``nuclei_from`` posted), run the CLI, post its result."""
     with tempfile.TemporaryDirectory(prefix="nuclei-girder-") as folder:
+        if nuclei_from:
+            given = download_nuclei(client, item["_id"], nuclei_from, Path(folder) / "given-nuclei.anot")
+            cli_args = [*cli_args, "--nuclei_annotation", str(given)]
         with _server_errors(f"cannot download the slide of item {item['_id']}"):
             file_id = item["largeImage"]["fileId"]
             name = client.getFile(file_id)["name"]
@@ -136,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--item", default="", help="the slide's item id")
     target.add_argument("--folder", default="", help="a folder id: every large image in it")
+    parser.add_argument("--nuclei-from", default="", metavar="CLI",
+                        help="classify the nuclei another CLI already posted on each item (e.g. UDNetDetection); "
+                             "for CLIs with a nuclei annotation input such as DCRNClassification")
     parser.add_argument("cli", help="a CLI of the suite, e.g. UDNetDetection (see python -m plugins --list_cli)")
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help="the CLI's own options (not its files)")
     args = parser.parse_args(argv)
@@ -147,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if not items:
             raise InputError(f"folder {args.folder} holds no large image")
         for item in items:
-            ids = run_on_item(client, item, args.cli, args.cli_args)
+            ids = run_on_item(client, item, args.cli, args.cli_args, args.nuclei_from)
             print(f"{item['name']}: posted {len(ids)} annotation document(s) from {args.cli}", file=sys.stderr)
     except NucleiError as exc:
         print(f"girder: error: {exc}", file=sys.stderr)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from nuclei_core.cli import main as run_cli, tuned_unless_set
-from nuclei_core.models.udnet import DEFAULT_WEIGHTS, UDNet
+from nuclei_core.models.udnet import WEIGHTS_BY_TRAINING_SET, UDNet
+
+
+def choose_model(args: argparse.Namespace) -> tuple[type[UDNet], Path]:
+    """UD-Net with the shipped weights of the chosen training set."""
+    return UDNet, WEIGHTS_BY_TRAINING_SET[args.training_set]
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -19,7 +25,7 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code."""
-    return run_cli("UDNetDetection", lambda _: (UDNet, DEFAULT_WEIGHTS), model_overrides, argv)
+    return run_cli("UDNetDetection", choose_model, model_overrides, argv)
 
 
 if __name__ == "__main__":

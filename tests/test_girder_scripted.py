@@ -29,10 +29,10 @@ def slide_folder(girder_server, sample_svs):
     return {"folder": folder["_id"], "items": items}
 
 
-def our_annotations(client, item_id: str) -> list[dict]:
+def our_annotations(client, item_id: str, cli: str = CLI) -> list[dict]:
     listed = client.get("annotation", parameters={"itemId": item_id, "limit": 0})
     return [client.get(f"annotation/{a['_id']}") for a in listed
-            if a["annotation"].get("attributes", {}).get("cli") == CLI]
+            if a["annotation"].get("attributes", {}).get("cli") == cli]
 
 
 def points(annotation: dict) -> np.ndarray:
@@ -67,6 +67,24 @@ def test_folder_run_covers_every_slide_with_an_api_key(girder_server, slide_fold
                         CLI, *ROI_ARGS])
     assert code == 0
     assert [len(our_annotations(client, i)) for i in slide_folder["items"]] == [1, 1]
+
+
+def test_classification_takes_the_nuclei_another_cli_posted(girder_server, slide_folder, capsys):
+    client, item = girder_server.client, slide_folder["items"][0]
+    base = ["--api-url", girder_server.api_url, "--token", client.token, "--item", item]
+    assert girder_main([*base, CLI, *ROI_ARGS]) == 0
+    detected = points(our_annotations(client, item)[0])
+    assert girder_main([*base, "--nuclei-from", CLI, "DCRNClassification", *ROI_ARGS]) == 0
+    (classified,) = our_annotations(client, item, "DCRNClassification")
+    found = points(classified)
+    np.testing.assert_allclose(found[np.lexsort(found.T)], detected[np.lexsort(detected.T)], atol=1e-3)
+    groups = {e["group"] for e in classified["annotation"]["elements"]}
+    assert groups and groups <= {"epithelial", "fibroblast", "inflammatory", "others"}
+    assert len(our_annotations(client, item)) == 1, "the detector's own result stays"
+    other = slide_folder["items"][1]
+    assert girder_main(["--api-url", girder_server.api_url, "--token", client.token, "--item", other,
+                        "--nuclei-from", "CascadeGCNDetection", "DCRNClassification"]) == 2
+    assert "no annotation from CascadeGCNDetection" in one_error_line(capsys)
 
 
 def one_error_line(capsys) -> str:

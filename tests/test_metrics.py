@@ -8,13 +8,17 @@ from nuclei_core.metrics import (
     DetectionScores,
     PanopticAccumulator,
     aggregated_jaccard_index,
+    classification_report,
+    confusion_matrix,
     detection_scores,
     dice,
     dsb_mean_average_precision,
     match_points,
     multiclass_count_r2,
     multiclass_panoptic_quality,
+    one_vs_rest_auc,
     panoptic_quality,
+    per_class_scores,
 )
 
 # ---------------------------------------------------------------------------
@@ -365,3 +369,44 @@ def test_multiclass_count_r2_constant_truth():
     assert multiclass_count_r2(pred, true)["per_class"] == [1.0, 0.0]
     with pytest.raises(ValueError):
         multiclass_count_r2(pred[:, :1], true)
+
+
+# ---------------------------------------------------------------------------
+# classification
+
+
+def test_confusion_matrix_and_per_class_scores_by_hand():
+    true = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    matrix = confusion_matrix(true, pred, 4)
+    assert matrix[:3, :3].tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]] and matrix[3].sum() == matrix[:, 3].sum() == 0
+    scores = per_class_scores(matrix)
+    np.testing.assert_allclose(scores["precision"], [1.0, 0.5, 0.5, 0.0])
+    np.testing.assert_allclose(scores["recall"], [2 / 3, 0.5, 1.0, 0.0])
+    np.testing.assert_allclose(scores["f1"], [0.8, 0.5, 2 / 3, 0.0])
+    assert scores["support"].tolist() == [3, 2, 1, 0]
+
+
+def test_confusion_matrix_refuses_labels_out_of_range():
+    with pytest.raises(ValueError, match="0..2"):
+        confusion_matrix([0, 3], [0, 1], 3)
+
+
+def test_classification_report_agrees_with_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(3)
+    true = rng.integers(0, 4, 500)
+    probabilities = rng.dirichlet(np.ones(4), 500) + np.eye(4)[true] * rng.uniform(0, 1, (500, 1))
+    report = classification_report(true, probabilities)
+    pred = probabilities.argmax(axis=1)
+    assert report["weighted_f1"] == pytest.approx(sklearn_metrics.f1_score(true, pred, average="weighted"))
+    assert report["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(true, pred, average="macro"))
+    assert report["accuracy"] == pytest.approx(sklearn_metrics.accuracy_score(true, pred))
+    for k in range(4):
+        assert report["auc"][k] == pytest.approx(sklearn_metrics.roc_auc_score(true == k, probabilities[:, k]))
+    assert report["confusion_matrix"] == sklearn_metrics.confusion_matrix(true, pred).tolist()
+
+
+def test_auc_is_nan_for_a_class_without_examples_and_one_for_perfect_ranking():
+    auc = one_vs_rest_auc(np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]), np.array([0, 1]))
+    assert auc[0] == auc[1] == 1.0 and np.isnan(auc[2])

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely.geometry
 
 from nuclei_core.errors import OutputError
 from nuclei_core.nuclei import Nuclei
@@ -141,6 +142,48 @@ def test_write_geojson_round_trips(tmp_path, compress):
     assert (raw[:2] == b"\x1f\x8b") == compress  # gzip magic number only when compressed
     text = gzip.decompress(raw).decode() if compress else raw.decode()
     assert json.loads(text) == collection
+
+
+def strict_json(text):
+    """json.loads that refuses NaN / Infinity, as QuPath's Gson reader does."""
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_qupath_detection(feature, geometry_type):
+    """QuPath's GeoJSON reader (PathObjectTypeAdapters, v0.4+): what makes a feature a classified detection."""
+    assert feature["type"] == "Feature"
+    geometry, properties = feature["geometry"], feature["properties"]
+    assert geometry["type"] == geometry_type
+    if geometry_type == "Polygon":
+        polygon = shapely.geometry.shape(geometry)
+        assert polygon.is_valid and polygon.area > 0
+        assert all(ring[0] == ring[-1] and len(ring) >= 4 for ring in geometry["coordinates"])
+    assert properties["objectType"] == "detection"  # anything else becomes an annotation
+    classification = properties["classification"]
+    assert isinstance(classification["name"], str) and classification["name"]
+    assert len(classification["color"]) == 3 and all(
+        isinstance(c, int) and 0 <= c <= 255 for c in classification["color"])
+    measurements = properties["measurements"]  # v0.4+ form: a name -> number map
+    assert isinstance(measurements, dict) and measurements
+    assert all(isinstance(k, str) and isinstance(v, (int, float)) and np.isfinite(v) for k, v in measurements.items())
+
+
+@pytest.mark.parametrize("nuclei,geometry_type", [(point_nuclei(5), "Point"), (contour_nuclei(), "Polygon")])
+def test_geojson_file_follows_qupath_conventions(tmp_path, nuclei, geometry_type):
+    nuclei.measurements["Eccentricity"] = np.full(len(nuclei), np.nan)  # a value that could not be measured
+    nuclei.measurements["Eccentricity"][0] = 0.5
+    path = tmp_path / "cells.geojson"
+    write_geojson(path, feature_collection(nuclei, "udnet"), compress=False)
+    collection = strict_json(path.read_text())
+    assert collection["type"] == "FeatureCollection" and len(collection["features"]) == len(nuclei)
+    for feature in collection["features"]:
+        assert_qupath_detection(feature, geometry_type)
+    measured = [f["properties"]["measurements"] for f in collection["features"]]
+    assert measured[0]["Eccentricity"] == 0.5 and all("Eccentricity" not in m for m in measured[1:])
+    xs = [f["geometry"]["coordinates"][0] for f in collection["features"]] if geometry_type == "Point" else []
+    assert xs == ([float(x) for x in nuclei.centroids[:, 0]] if xs else [])  # full-resolution pixels, unscaled
 
 
 # ---------------------------------------------------------------------------

@@ -16,11 +16,12 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 @dataclass
 class PointAnnotatedImage:
-    """One RGB image (H, W, 3 uint8) with its nucleus centres (N, 2 x,y in pixels)."""
+    """One RGB image (H, W, 3 uint8) with its nucleus centres (N, 2 x,y in pixels) and optional class indices."""
 
     name: str
     image: np.ndarray
     points: np.ndarray
+    labels: np.ndarray | None = None
 
 
 def read_points_csv(path: str | Path) -> np.ndarray:

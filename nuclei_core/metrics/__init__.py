@@ -1,5 +1,11 @@
-"""Detection and instance segmentation metrics for nucleus analysis."""
+"""Detection, instance segmentation and classification metrics for nucleus analysis."""
 
+from nuclei_core.metrics.classification import (
+    classification_report,
+    confusion_matrix,
+    one_vs_rest_auc,
+    per_class_scores,
+)
 from nuclei_core.metrics.detection import DetectionScores, detection_scores, match_points
 from nuclei_core.metrics.segmentation import (
     DSB_THRESHOLDS,
@@ -17,11 +23,15 @@ __all__ = [
     "DetectionScores",
     "PanopticAccumulator",
     "aggregated_jaccard_index",
+    "classification_report",
+    "confusion_matrix",
     "detection_scores",
     "dice",
     "dsb_mean_average_precision",
     "match_points",
     "multiclass_count_r2",
     "multiclass_panoptic_quality",
+    "one_vs_rest_auc",
     "panoptic_quality",
+    "per_class_scores",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -44,18 +44,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
-class NucleusModel(ABC):
-    """A trained network plus its pre- and post-processing, working on tiles at its own magnification.
+class SlideModel(Protocol):
+    """What the engine needs of a model: its scale and context, and the nuclei of a batch of tiles."""
 
-    Subclasses set ``analysis_magnification`` (objective power the network was trained at),
-    ``halo`` (analysis px of context needed around a tile core; at least the largest nucleus)
-    and ``class_names``, and implement ``build_network``, ``infer`` and ``postprocess``.
-    """
+    name: str
+    analysis_magnification: float
+    halo: int
+    class_names: tuple[str, ...]
+
+    def predict_at(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
+        """Nuclei of each tile (tile px); ``origins`` are the tiles' top-left corners in analysis px."""
+
+    def parameters_record(self) -> dict[str, Any]:
+        """What the outputs record about the model."""
+
+
+class TrainedModel(ABC):
+    """A torch network built from a config, with its shipped weights: load, save, and where it runs."""
 
     name: str = "model"
-    analysis_magnification: float = 20.0
-    halo: int = 32
-    class_names: tuple[str, ...] = ("nucleus",)
 
     def __init__(self, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
                  device: str = "cpu", weights_version: str = "untrained") -> None:
@@ -71,7 +78,7 @@ class NucleusModel(ABC):
         self.network.to(self.device).eval()
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "NucleusModel":
+    def from_weights(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "TrainedModel":
         """Load shipped weights; ``overrides`` replace post-processing settings stored with them."""
         checkpoint = load_checkpoint(path)
         config = {**checkpoint["config"], **{k: v for k, v in overrides.items() if v is not None}}
@@ -87,6 +94,19 @@ class NucleusModel(ABC):
     @abstractmethod
     def build_network(config: dict[str, Any]) -> nn.Module:
         """The untrained torch module for ``config``."""
+
+
+class NucleusModel(TrainedModel):
+    """A trained network plus its pre- and post-processing, working on tiles at its own magnification.
+
+    Subclasses set ``analysis_magnification`` (objective power the network was trained at),
+    ``halo`` (analysis px of context needed around a tile core; at least the largest nucleus)
+    and ``class_names``, and implement ``build_network``, ``infer`` and ``postprocess``.
+    """
+
+    analysis_magnification: float = 20.0
+    halo: int = 32
+    class_names: tuple[str, ...] = ("nucleus",)
 
     @property
     def size_multiple(self) -> int:
@@ -124,3 +144,7 @@ class NucleusModel(ABC):
     def predict(self, tiles: np.ndarray) -> list[Nuclei]:
         """Nuclei of each (H, W, 3) tile of a batch, in tile pixel coordinates."""
         return [self.postprocess(output) for output in self.predict_outputs(tiles)]
+
+    def predict_at(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
+        """The engine's call: a detector needs only the pixels, not where the tiles lie."""
+        return self.predict(tiles)

@@ -13,7 +13,10 @@ from ..postprocess.peaks import find_peaks
 from .base import WEIGHTS_DIR, NucleusModel
 from .r2unet import R2UNet
 
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "udnet_crchisto.pt"
+# Shipped weights by training data; the multi-organ weights are the default for an unknown tissue.
+WEIGHTS_BY_TRAINING_SET = {"Multi-organ": WEIGHTS_DIR / "udnet_multiorgan.pt",
+                           "Colorectal": WEIGHTS_DIR / "udnet_crchisto.pt"}
+DEFAULT_WEIGHTS = WEIGHTS_BY_TRAINING_SET["Multi-organ"]
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "widths": [16, 32, 64, 96, 128],

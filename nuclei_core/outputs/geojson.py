@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ def feature_collection(nuclei: Nuclei, model_name: str) -> dict[str, Any]:
     colors = {n: list(class_color(n, i)) for i, n in enumerate(nuclei.class_names)}
     features = []
     for i in range(len(nuclei)):
-        measurements = {"Score": round(float(nuclei.scores[i]), 4),
-                        **{k: round(float(v[i]), 4) for k, v in nuclei.measurements.items()}}
+        measurements = {name: round(value, 4) for name, value in (
+            ("Score", float(nuclei.scores[i])), *((k, float(v[i])) for k, v in nuclei.measurements.items()))
+            if math.isfinite(value)}  # QuPath's JSON reader refuses NaN; a missing value is left out
         features.append({
             "type": "Feature",
             "geometry": _geometry(nuclei, i),
@@ -40,7 +42,7 @@ def feature_collection(nuclei: Nuclei, model_name: str) -> dict[str, Any]:
 
 
 def write_geojson(path: Path, collection: dict[str, Any], compress: bool) -> None:
-    """Plain JSON, or gzip when ``compress`` (for ``.geojson.gz``)."""
+    """Strict JSON (no NaN), plain or gzip when ``compress`` (for ``.geojson.gz``)."""
     opener = gzip.open if compress else open
     with opener(path, "wt") as handle:
-        json.dump(collection, handle, separators=(",", ":"))
+        json.dump(collection, handle, separators=(",", ":"), allow_nan=False)

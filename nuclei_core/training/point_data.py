@@ -7,27 +7,31 @@ import argparse
 import numpy as np
 
 from ..data.points import PointAnnotatedImage, load_point_dataset, read_split
+from ..data.public_sets import POINT_SETS, load_point_set
+from ..errors import InputError
+from .run_arguments import add_run_arguments
 
 
 def add_point_training_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: int,
                                  learning_rate: float) -> None:
     """Data (images, points, split), output, checkpoint and run-length arguments, with these defaults."""
-    parser.add_argument("--images-dir", required=True, help="folder of RGB images at 20x")
-    parser.add_argument("--points-dir", required=True, help="folder of <image>.csv files with x,y columns")
+    parser.add_argument("--dataset", action="append", choices=POINT_SETS,
+                        help="a prepared public dataset of ../shared/data (repeat to mix several); "
+                             "replaces --images-dir/--points-dir")
+    parser.add_argument("--images-dir", help="folder of RGB images at 20x")
+    parser.add_argument("--points-dir", help="folder of <image>.csv files with x,y columns")
     parser.add_argument("--split-csv", help="CSV with image_id,split columns (else a seeded 90/10 split)")
-    parser.add_argument("--output", required=True, help="weights file to write (.pt, fp16)")
-    parser.add_argument("--checkpoint", help="resumable checkpoint (default: <output>.ckpt)")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--learning-rate", type=float, default=learning_rate)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
     parser.add_argument("--radius", type=float, default=6.0, help="matching radius in px for validation F1")
-    parser.add_argument("--seed", type=int, default=0)
+    add_run_arguments(parser, steps, batch_size, learning_rate)
 
 
 def train_and_validation_sets(args: argparse.Namespace) -> tuple[list[PointAnnotatedImage], list[PointAnnotatedImage]]:
-    """The ``train`` and ``val`` images of ``--split-csv``, or a seeded 90/10 split of all images."""
+    """The ``train`` and ``val`` images of ``--dataset``s or ``--split-csv``, or a seeded 90/10 split of all images."""
+    if args.dataset:
+        return tuple([item for name in args.dataset for item in load_point_set(name, split)]
+                     for split in ("train", "val"))
+    if not (args.images_dir and args.points_dir):
+        raise InputError("give --dataset, or both --images-dir and --points-dir")
     if args.split_csv:
         return tuple(load_point_dataset(args.images_dir, args.points_dir, read_split(args.split_csv, split))
                      for split in ("train", "val"))

@@ -35,7 +35,8 @@ from ..models.patch_gcn import PATCH, PatchGCN
 from ..postprocess.nms import nms_points
 from .patch_sampling import PatchSource, Pool, as_tensor, augmented, channel_statistics, draw
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .trainer import TrainSettings, train
+from .run_arguments import settings_from
+from .trainer import train
 
 THRESHOLDS = np.round(np.concatenate([[0.02, 0.03], np.arange(0.05, 0.96, 0.05)]), 2)
 NMS_BOXES = (8, 10, 12, 14, 16, 18, 20)
@@ -160,9 +161,7 @@ def tune(model: PatchDetector, val_set: list[PointAnnotatedImage], radius: float
 def fit(network: nn.Module, sampler, loss_fn, validator, args: argparse.Namespace, checkpoint: Path,
         log: Callable[[str], None]) -> dict:
     """Train with the shared loop and leave the best validation weights in ``network``."""
-    settings = TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
-                             seed=args.seed, max_minutes=args.max_minutes, checkpoint=checkpoint)
-    state = train(network, sampler, loss_fn, validator, settings, log=log)
+    state = train(network, sampler, loss_fn, validator, settings_from(args, checkpoint), log=log)
     network.load_state_dict(state["best_state"])
     network.eval()
     return {"steps": state["step"], "best_validation_score": state["best_score"], "history": state["history"]}

@@ -1,10 +1,12 @@
 """Train UD-Net on point annotations (images + x,y CSVs), choosing the peak threshold on a validation split.
 
-Example (the shipped weights)::
+Examples (the shipped weights; their model cards give the exact commands)::
 
     python -m nuclei_core.training.train_udnet --images-dir ../shared/data/crchisto/images \
         --points-dir ../shared/data/crchisto/detection --split-csv ../shared/data/crchisto/splits.csv \
         --output nuclei_core/models/weights/udnet_crchisto.pt
+    python -m nuclei_core.training.train_udnet --dataset crchisto --dataset monuseg --dataset consep \
+        --stain-jitter 0.05 --output nuclei_core/models/weights/udnet_multiorgan.pt
 """
 
 from __future__ import annotations
@@ -17,21 +19,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.augment import colour_jitter, random_dihedral
+from ..data.augment import colour_jitter, random_dihedral, stain_jitter
 from ..data.points import PointAnnotatedImage
 from ..metrics.detection import DetectionScores, detection_scores
 from ..models.udnet import DEFAULT_CONFIG, UDNet
 from ..postprocess.peaks import find_peaks
 from .density import density_target
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .trainer import TrainSettings, train
+from .run_arguments import settings_from
+from .trainer import train
 
 THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
 MIN_DISTANCES = (2, 3, 4)
 
 
-def make_sampler(dataset: list[PointAnnotatedImage], patch: int, batch_size: int, radius: int, sigma: float):
-    """A seeded sampler of augmented (image, density) patch batches."""
+def make_sampler(dataset: list[PointAnnotatedImage], patch: int, batch_size: int, radius: int, sigma: float,
+                 stain_strength: float = 0.0):
+    """A seeded sampler of augmented (image, density) patch batches (HED stain jitter when ``stain_strength``)."""
     targets = [density_target(d.points, d.image.shape[:2], radius, sigma) for d in dataset]
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +47,8 @@ def make_sampler(dataset: list[PointAnnotatedImage], patch: int, batch_size: int
             left = int(rng.integers(image.shape[1] - patch + 1))
             crop, crop_target = random_dihedral(rng, image[top:top + patch, left:left + patch],
                                                 target[top:top + patch, left:left + patch])
+            if stain_strength:
+                crop = stain_jitter(rng, crop, stain_strength)
             images.append(colour_jitter(rng, crop))
             maps.append(crop_target)
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -75,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--target-radius", type=int, default=3, help="disc radius (px) the centres are dilated to")
     parser.add_argument("--target-sigma", type=float, default=2.0, help="Gaussian smoothing of the discs (px)")
+    parser.add_argument("--stain-jitter", type=float, default=0.0,
+                        help="HED stain augmentation strength (0 = off; 0.05 is Tellez et al.'s light setting)")
     parser.add_argument("--init-weights", help="start from these weights (.pt) instead of a random network")
     parser.add_argument("--version", default="udnet-crchisto-1", help="weights version recorded in outputs")
     args = parser.parse_args(argv)
@@ -85,10 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.init_weights:
         model.network.load_state_dict(UDNet.from_weights(args.init_weights).network.state_dict())
     model.config.update(target_radius=args.target_radius, target_sigma=args.target_sigma)
-    settings = TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
-                             seed=args.seed, max_minutes=args.max_minutes,
-                             checkpoint=Path(args.checkpoint or args.output + ".ckpt"))
-    sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.target_radius, args.target_sigma)
+    settings = settings_from(args)
+    sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.target_radius, args.target_sigma,
+                           args.stain_jitter)
     state = train(model.network, sampler, nn.MSELoss(),
                   make_validator(model, val_set, args.radius), settings,
                   log=lambda line: print(line, flush=True))

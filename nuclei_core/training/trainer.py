@@ -1,4 +1,4 @@
-"""The training loop every model reuses: seeded sampling, Adam, periodic validation, resumable checkpoints."""
+"""The training loop every model reuses: seeded sampling, Adam or SGD, periodic validation, resumable checkpoints."""
 
 from __future__ import annotations
 
@@ -28,6 +28,19 @@ class TrainSettings:
     checkpoint: Path
     max_minutes: float = float("inf")
     final_learning_rate: float = 1e-5
+    optimizer: str = "adam"  # or "sgd" (with momentum)
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum, with the settings' learning rate and weight decay."""
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(network.parameters(), lr=settings.learning_rate, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    raise ValueError(f"unknown optimizer {settings.optimizer!r}")
 
 
 def _save_atomically(state: dict, path: Path) -> None:
@@ -44,7 +57,7 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
     """
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    optimizer = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+    optimizer = make_optimizer(network, settings)
     state = {"step": 0, "best_score": -np.inf, "best_state": None, "best_extra": {}, "history": []}
     if settings.checkpoint.is_file():
         state = torch.load(settings.checkpoint, map_location="cpu", weights_only=False)

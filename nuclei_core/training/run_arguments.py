@@ -1,0 +1,28 @@
+"""What every training script shares on its command line: output, checkpoint and run length."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .trainer import TrainSettings
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: int, learning_rate: float) -> None:
+    """Output, checkpoint and run-length arguments, with these defaults."""
+    parser.add_argument("--output", required=True, help="weights file to write (.pt, fp16)")
+    parser.add_argument("--checkpoint", help="resumable checkpoint (default: <output>.ckpt)")
+    parser.add_argument("--steps", type=int, default=steps)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--learning-rate", type=float, default=learning_rate)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def settings_from(args: argparse.Namespace, checkpoint: Path | None = None, **extra: Any) -> TrainSettings:
+    """The training loop's settings from the run arguments (``extra`` sets the optimizer and the like)."""
+    return TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
+                         seed=args.seed, max_minutes=args.max_minutes,
+                         checkpoint=checkpoint or Path(args.checkpoint or args.output + ".ckpt"), **extra)
