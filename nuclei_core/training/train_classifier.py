@@ -77,9 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train nuclei {sum(len(i.points) for i in train_set)}, validation nuclei "
           f"{sum(len(i.points) for i in val_set)}", flush=True)
 
+    torch.manual_seed(args.seed)  # seeded initial weights
     classifier = NucleusClassifier.untrained(args.architecture)
-    torch.manual_seed(args.seed)
-    classifier.network = classifier.build_network(classifier.config)  # seeded initial weights
 
     def validate(network: nn.Module) -> tuple[float, dict]:
         report = evaluate(classifier, val_set)
