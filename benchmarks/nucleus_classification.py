@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import RESULTS, table, write_result  # noqa: E402
-from benchmarks.slide_speed import SAMPLE, cli_variant_rows, tissue_megapixels  # noqa: E402
+from benchmarks.slide_speed import SAMPLE, cli_speed_section  # noqa: E402
 from nuclei_core.data.public_sets import CRCHISTO_CLASSES, SHARED_DATA, load_classified_crchisto  # noqa: E402
 from nuclei_core.models.nucleus_classifier import ARCHITECTURES, load_classifier  # noqa: E402
 from nuclei_core.training.train_classifier import evaluate  # noqa: E402
@@ -73,14 +73,12 @@ def main() -> None:
                 "mean AUC": float(np.mean(r["auc"]))} for name, r in reports.items()]
     picture = RESULTS / "nucleus_classification_confusion.png"
     plot_confusion(reports, picture)
-    speed = cli_variant_rows(args.slide, "DCRNClassification", {name: ["--classifier", name] for name in ARCHITECTURES},
-                             args.device, "classifier")
-    tissue_mp = tissue_megapixels(args.slide)
+    speed_section, speed, tissue_mp = cli_speed_section(
+        args.slide, "DCRNClassification", {name: ["--classifier", name] for name in ARCHITECTURES}, args.device,
+        "classifier", "UD-Net detection + classifier")
     body = (f"## CRCHisto test split: {len(test)} unseen images, classification at the annotated centres\n\n"
             f"{table(summary)}\n\n{PAPER}\n\n### Per class\n\n{table(per_class_rows(reports))}\n\n"
-            f"![confusion matrices]({picture.name})\n\n"
-            f"## Whole slide `{Path(args.slide).name}` ({tissue_mp:.2f} tissue MP): UD-Net detection + classifier, "
-            f"CLI in a fresh process\n\n{table(speed)}\n")
+            f"![confusion matrices]({picture.name})\n\n{speed_section}")
     print(write_result("nucleus_classification", "Nucleus classification: DCRN vs DenseNet", body,
                        {"summary": summary, "reports": reports, "slide": speed, "tissue_mp": tissue_mp}))
     print(body)

@@ -73,6 +73,16 @@ def cli_variant_rows(slide_path: str, cli: str, variants: dict[str, list[str]], 
     return rows
 
 
+def cli_speed_section(slide_path: str, cli: str, variants: dict[str, list[str]], device: str, label: str,
+                      what: str) -> tuple[str, list[dict], float]:
+    """A Markdown section timing ``cli`` (``what`` it does) on the slide per variant, its rows and the tissue MP."""
+    rows = cli_variant_rows(slide_path, cli, variants, device, label)
+    tissue_mp = tissue_megapixels(slide_path)
+    section = (f"## Whole slide `{Path(slide_path).name}` ({tissue_mp:.2f} tissue MP): {what}, "
+               f"CLI in a fresh process\n\n{table(rows)}\n")
+    return section, rows, tissue_mp
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--slide", default=str(SAMPLE))

@@ -25,6 +25,7 @@ from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
 from .outputs.overlay import render_overlay, write_overlay
 from .region import parse_region
+from .shape_measurements import contour_measurements
 from .slide import Slide
 
 OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage")
@@ -87,6 +88,8 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
         "parameters": {k: v for k, v in vars(args).items() if k not in HIDDEN_FROM_RECORD},
     }
     nuclei = result.nuclei
+    if nuclei.contours is not None:
+        nuclei.measurements.update(contour_measurements(nuclei.contours, slide.microns_per_pixel))
     documents = annotation_documents(nuclei, f"{result.model_record['model']} nuclei", attributes,
                                      args.annotation_max_elements)
     outputs = [(args.outputNucleiAnnotationFile, partial(write_annotation, documents=documents))]

@@ -43,6 +43,8 @@ class Slide:
             raise InputError(f"cannot read {Path(path).name} as an image: {str(exc).splitlines()[0]}") from None
         self.width, self.height = int(metadata["sizeX"]), int(metadata["sizeY"])
         self.base_magnification = self._resolve_magnification(metadata, input_mag)
+        # Recorded pixel size, else the 10 um-per-pixel-at-1x convention (20x ~ 0.5 um/px).
+        self.microns_per_pixel = float(metadata["mm_x"]) * 1000 if metadata.get("mm_x") else 10 / self.base_magnification
 
     def _resolve_magnification(self, metadata: dict, input_mag: float | None) -> float:
         if metadata.get("magnification"):

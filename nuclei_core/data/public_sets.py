@@ -86,15 +86,20 @@ def load_tile_set(spec: TileSet, root: Path, split: str, magnification: float) -
     return items
 
 
-def load_point_set(name: str, split: str, root: Path = SHARED_DATA,
-                   magnification: float = 20.0) -> list[PointAnnotatedImage]:
-    """The ``split`` of public dataset ``name`` (``crchisto``, ``monuseg``, ``consep``) as centre points at 20x."""
-    if name not in POINT_SETS:
-        raise InputError(f"unknown dataset {name!r}; choose from {', '.join(POINT_SETS)}")
+def check_request(name: str, choices: tuple[str, ...], split: str, root: Path) -> None:
+    """An :class:`InputError` for an unknown dataset or split, or a missing shared data folder."""
+    if name not in choices:
+        raise InputError(f"unknown dataset {name!r}; choose from {', '.join(choices)}")
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     if not root.is_dir():
         raise InputError(f"shared data folder not found: {root}")
+
+
+def load_point_set(name: str, split: str, root: Path = SHARED_DATA,
+                   magnification: float = 20.0) -> list[PointAnnotatedImage]:
+    """The ``split`` of public dataset ``name`` (``crchisto``, ``monuseg``, ``consep``) as centre points at 20x."""
+    check_request(name, POINT_SETS, split, root)
     if name == "crchisto":
         if magnification != 20.0:
             raise InputError("CRCHisto is only available at 20x")
@@ -105,8 +110,7 @@ def load_point_set(name: str, split: str, root: Path = SHARED_DATA,
 
 def load_classified_crchisto(split: str, root: Path = SHARED_DATA) -> list[PointAnnotatedImage]:
     """CRCHisto's classified nuclei of ``split``: centres plus class indices into ``CRCHISTO_CLASSES``."""
-    if split not in SPLITS:
-        raise InputError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+    check_request("crchisto", POINT_SETS, split, root)
     folder = root / "crchisto"
     items = []
     for item in load_point_dataset(folder / "images", folder / "classification", read_split(folder / "splits.csv", split)):

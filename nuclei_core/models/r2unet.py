@@ -1,4 +1,5 @@
-"""Recurrent residual U-Net (R2U-Net, Alom et al. 2018): the backbone of UD-Net and R2U-Net methods."""
+"""Recurrent residual U-Net (R2U-Net, Alom et al. 2018), the backbone of UD-Net and R2U-Net methods, and the
+plain U-Net (Ronneberger et al. 2015) of the same widths as its baseline."""
 
 from __future__ import annotations
 
@@ -39,24 +40,39 @@ class RRCNNBlock(nn.Module):
         return x + self.body(x)
 
 
+class DoubleConvBlock(nn.Sequential):
+    """The plain U-Net block: two 3x3 conv + batch norm + ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__(*(layer for c in (in_channels, out_channels) for layer in (
+            nn.Conv2d(c, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU())))
+
+
 class R2UNet(nn.Module):
-    """R2U-Net with ``len(widths)`` resolution levels; input sides must be multiples of ``2**(levels-1)``."""
+    """R2U-Net with ``len(widths)`` resolution levels; input sides must be multiples of ``2**(levels-1)``.
+
+    ``recurrent=False`` gives the plain U-Net of the same widths (``t`` unused): the R2U-Net paper's baseline.
+    """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 1,
-                 widths: tuple[int, ...] = (16, 32, 64, 128), t: int = 3) -> None:
+                 widths: tuple[int, ...] = (16, 32, 64, 128), t: int = 3, recurrent: bool = True) -> None:
         super().__init__()
         self.widths = tuple(widths)
+
+        def block(in_width: int, out_width: int) -> nn.Module:
+            return RRCNNBlock(in_width, out_width, t) if recurrent else DoubleConvBlock(in_width, out_width)
+
         self.encoders = nn.ModuleList()
         previous = in_channels
         for width in widths:
-            self.encoders.append(RRCNNBlock(previous, width, t))
+            self.encoders.append(block(previous, width))
             previous = width
         self.pool = nn.MaxPool2d(2)
         self.upsamplers = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for deeper, width in zip(widths[:0:-1], widths[-2::-1]):
             self.upsamplers.append(nn.ConvTranspose2d(deeper, width, 2, stride=2))
-            self.decoders.append(RRCNNBlock(2 * width, width, t))
+            self.decoders.append(block(2 * width, width))
         self.head = nn.Conv2d(widths[0], out_channels, 1)
 
     @property

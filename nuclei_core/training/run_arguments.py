@@ -21,6 +21,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: i
     parser.add_argument("--seed", type=int, default=0)
 
 
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``: auto (a CUDA GPU when present), cpu or cuda."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA GPU when present), cpu or cuda")
+
+
 def settings_from(args: argparse.Namespace, checkpoint: Path | None = None, **extra: Any) -> TrainSettings:
     """The training loop's settings from the run arguments (``extra`` sets the optimizer and the like)."""
     return TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,

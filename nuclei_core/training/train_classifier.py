@@ -21,8 +21,13 @@ from ..data.augment import colour_jitter, random_dihedral, stain_jitter
 from ..data.points import PointAnnotatedImage
 from ..data.public_sets import SHARED_DATA, load_classified_crchisto
 from ..metrics.classification import classification_report
-from ..models.nucleus_classifier import ARCHITECTURES, NucleusClassifier, centred_patches
-from .run_arguments import add_run_arguments, settings_from
+from ..models.base import resolve_device
+from ..models.nucleus_classifier import (
+    ARCHITECTURES,
+    NucleusClassifier,
+    centred_patches,
+)
+from .run_arguments import add_device_argument, add_run_arguments, settings_from
 from .trainer import train
 
 
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-images", type=int, default=0, help="use only the first N training images (smoke runs)")
     parser.add_argument("--val-images", type=int, default=0, help="use only the first N validation images (smoke runs)")
     add_run_arguments(parser, steps=6000, batch_size=64, learning_rate=0.01)
+    add_device_argument(parser)
     args = parser.parse_args(argv)
     train_set = load_classified_crchisto("train", args.data)[: args.train_images or None]
     val_set = load_classified_crchisto("val", args.data)[: args.val_images or None]
@@ -78,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{sum(len(i.points) for i in val_set)}", flush=True)
 
     torch.manual_seed(args.seed)  # seeded initial weights
-    classifier = NucleusClassifier.untrained(args.architecture)
+    device = str(resolve_device(args.device))
+    classifier = NucleusClassifier.untrained(args.architecture, device)
 
     def validate(network: nn.Module) -> tuple[float, dict]:
         report = evaluate(classifier, val_set)
@@ -87,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     state = train(classifier.network, make_sampler(classifier, train_set, args.batch_size, args.shift,
                                                    args.stain_jitter),
                   nn.CrossEntropyLoss(), validate,
-                  settings_from(args, optimizer="sgd", momentum=args.momentum, weight_decay=args.weight_decay),
+                  settings_from(args, device=device, optimizer="sgd", momentum=args.momentum, weight_decay=args.weight_decay),
                   log=lambda line: print(line, flush=True))
     classifier.network.load_state_dict(state["best_state"])
     classifier.network.eval()

@@ -22,11 +22,12 @@ from torch import nn
 from ..data.augment import colour_jitter, random_dihedral, stain_jitter
 from ..data.points import PointAnnotatedImage
 from ..metrics.detection import DetectionScores, detection_scores
+from ..models.base import resolve_device
 from ..models.udnet import DEFAULT_CONFIG, UDNet
 from ..postprocess.peaks import find_peaks
 from .density import density_target
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .run_arguments import settings_from
+from .run_arguments import add_device_argument, settings_from
 from .trainer import train
 
 THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
@@ -84,16 +85,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stain-jitter", type=float, default=0.0,
                         help="HED stain augmentation strength (0 = off; 0.05 is Tellez et al.'s light setting)")
     parser.add_argument("--init-weights", help="start from these weights (.pt) instead of a random network")
+    add_device_argument(parser)
     parser.add_argument("--version", default="udnet-crchisto-1", help="weights version recorded in outputs")
     args = parser.parse_args(argv)
     train_set, val_set = train_and_validation_sets(args)
     print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
 
-    model = UDNet(dict(DEFAULT_CONFIG), device="cpu")
+    device = str(resolve_device(args.device))
+    model = UDNet(dict(DEFAULT_CONFIG), device=device)
     if args.init_weights:
         model.network.load_state_dict(UDNet.from_weights(args.init_weights).network.state_dict())
     model.config.update(target_radius=args.target_radius, target_sigma=args.target_sigma)
-    settings = settings_from(args)
+    settings = settings_from(args, device=device)
     sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.target_radius, args.target_sigma,
                            args.stain_jitter)
     state = train(model.network, sampler, nn.MSELoss(),

@@ -31,6 +31,7 @@ class TrainSettings:
     optimizer: str = "adam"  # or "sgd" (with momentum)
     momentum: float = 0.9
     weight_decay: float = 0.0
+    device: str = "cpu"  # where the network lives; batches are moved there
 
 
 def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -73,7 +74,7 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
         for group in optimizer.param_groups:
             group["lr"] = lr
         network.train()
-        inputs, targets = sample_batch(rng)
+        inputs, targets = (t.to(settings.device) for t in sample_batch(rng))
         loss = loss_fn(network(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

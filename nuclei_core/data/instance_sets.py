@@ -1,0 +1,64 @@
+"""The prepared public instance-segmentation sets of ``shared/data`` at their native resolution.
+
+DSB2018 (fluorescence, brightfield and H&E-like; ``stage1_train`` minus a fixed, seeded validation
+holdout is ``train``, ``stage1_test`` with its released solution is ``test``), and MoNuSeg and CoNSeP
+(H&E at 40x, with the same validation holdout as :mod:`.public_sets`). Test images are only scored.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .public_sets import SHARED_DATA, TILE_SETS, check_request, held_out_names, tile_set_names
+
+INSTANCE_SETS = ("dsb2018", "monuseg", "consep")
+DSB_VALIDATION_IMAGES = 60
+
+
+@dataclass(frozen=True)
+class InstanceAnnotatedImage:
+    """An RGB uint8 image, its uint16 instance label map (0 = background) and its imaging modality."""
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    modality: str
+
+
+def _rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _dsb(root: Path, split: str) -> list[InstanceAnnotatedImage]:
+    folder = root / "dsb2018"
+    with open(folder / "metadata.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    source = "stage1_test" if split == "test" else "stage1_train"
+    modality = {r["image_id"]: r["modality"] for r in rows if r["split"] == source}
+    names = sorted(modality)
+    if split != "test":
+        validation = held_out_names(names, DSB_VALIDATION_IMAGES)
+        names = [n for n in names if (n in validation) == (split == "val")]
+    return [InstanceAnnotatedImage(n, _rgb(folder / source / "images" / f"{n}.png"),
+                                   np.asarray(Image.open(folder / source / "labels" / f"{n}.png")), modality[n])
+            for n in names]
+
+
+def _tile_set(name: str, root: Path, split: str) -> list[InstanceAnnotatedImage]:
+    spec = TILE_SETS[name]
+    source = root / spec.folder / ("test" if split == "test" else "train")
+    labels_dir = source / ("labels" if (source / "labels").is_dir() else "inst")
+    return [InstanceAnnotatedImage(n, _rgb(source / "images" / f"{n}.jpg"),
+                                   np.asarray(Image.open(labels_dir / f"{n}.png")), "he")
+            for n in tile_set_names(spec, root, split)]
+
+
+def load_instance_set(name: str, split: str, root: Path = SHARED_DATA) -> list[InstanceAnnotatedImage]:
+    """The ``split`` (train, val, test) of ``dsb2018``, ``monuseg`` or ``consep`` with instance label maps."""
+    check_request(name, INSTANCE_SETS, split, root)
+    return _dsb(root, split) if name == "dsb2018" else _tile_set(name, root, split)

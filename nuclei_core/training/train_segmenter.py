@@ -1,0 +1,161 @@
+"""Train the R2U-Net (or U-Net) nucleus segmenter on instance label maps; tune its thresholds on validation.
+
+The shipped weights (their model cards give the exact commands)::
+
+    python -m nuclei_core.training.train_segmenter --architecture R2U-Net \
+        --output nuclei_core/models/weights/r2unet_nuclei.pt
+    python -m nuclei_core.training.train_segmenter --architecture U-Net \
+        --output nuclei_core/models/weights/unet_nuclei.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.augment import colour_jitter, random_dihedral, stain_jitter
+from ..data.instance_sets import (
+    INSTANCE_SETS,
+    InstanceAnnotatedImage,
+    load_instance_set,
+)
+from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
+from ..models.base import resolve_device
+from ..models.segmenter import ARCHITECTURES, DEFAULT_CONFIG, NucleusSegmenter
+from ..postprocess.instances import instance_targets, split_instances
+from .run_arguments import add_device_argument, add_run_arguments, settings_from
+from .trainer import train
+
+FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
+MARKER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+MIN_AREAS = (10, 20, 30)
+
+
+def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[float], patch: int, batch_size: int,
+                 stain_strength: float):
+    """A seeded sampler of augmented (image, [foreground, marker]) patch batches; ``weights`` pick the dataset."""
+    targets = [[np.stack(instance_targets(item.labels), axis=-1) for item in data] for data in datasets]
+    odds = np.asarray(weights, dtype=np.float64) / np.sum(weights)
+
+    def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images, maps = [], []
+        for _ in range(batch_size):
+            which = int(rng.choice(len(datasets), p=odds))
+            index = int(rng.integers(len(datasets[which])))
+            item, target = datasets[which][index], targets[which][index]
+            top = int(rng.integers(item.image.shape[0] - patch + 1))
+            left = int(rng.integers(item.image.shape[1] - patch + 1))
+            crop, crop_target = random_dihedral(rng, item.image[top:top + patch, left:left + patch],
+                                                target[top:top + patch, left:left + patch])
+            if stain_strength and item.modality == "he":
+                crop = stain_jitter(rng, crop, stain_strength)
+            images.append(colour_jitter(rng, crop))
+            maps.append(crop_target)
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        return x, torch.from_numpy(np.stack(maps)).permute(0, 3, 1, 2).float()
+
+    return sample
+
+
+def bce_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice loss, summed over the output channels."""
+    bce = nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none").mean(dim=(0, 2, 3))
+    probabilities = torch.sigmoid(logits)
+    overlap = (probabilities * targets).sum(dim=(0, 2, 3))
+    dice = 1 - (2 * overlap + 1) / (probabilities.sum(dim=(0, 2, 3)) + targets.sum(dim=(0, 2, 3)) + 1)
+    return (bce + dice).sum()
+
+
+def validation_score(name: str, labels: np.ndarray, truth: np.ndarray) -> float:
+    """The figure validation ranks by: DSB mean AP for DSB2018, AJI for the H&E sets."""
+    return dsb_mean_average_precision(labels, truth) if name == "dsb2018" else aggregated_jaccard_index(labels, truth)
+
+
+def score_outputs(outputs: dict[str, list[np.ndarray]], validation: dict[str, list[InstanceAnnotatedImage]],
+                  foreground_threshold: float, marker_threshold: float, min_area: int) -> dict[str, float]:
+    """Mean validation figure per dataset for these post-processing settings."""
+    return {name: float(np.mean([validation_score(name, split_instances(o[0], o[1], foreground_threshold,
+                                                                        marker_threshold, min_area), item.labels)
+                                 for o, item in zip(outputs[name], items)]))
+            for name, items in validation.items()}
+
+
+def network_outputs(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
+    """The (2, H, W) probability maps of every validation image."""
+    return {name: [model.predict_outputs(item.image[None])[0] for item in items] for name, items in validation.items()}
+
+
+def make_validator(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]):
+    """Mean over datasets of the validation figure at the default thresholds."""
+
+    def validate(network: nn.Module) -> tuple[float, dict]:
+        scores = score_outputs(network_outputs(model, validation), validation, 0.5, 0.5, int(model.config["min_area"]))
+        return float(np.mean(list(scores.values()))), scores
+
+    return validate
+
+
+def tune_thresholds(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
+    """The (foreground, marker, min_area) settings with the best mean validation figure, and that figure."""
+    outputs = network_outputs(model, validation)
+    best = None
+    for foreground, marker, min_area in itertools.product(FOREGROUND_THRESHOLDS, MARKER_THRESHOLDS, MIN_AREAS):
+        scores = score_outputs(outputs, validation, foreground, marker, min_area)
+        mean = float(np.mean(list(scores.values())))
+        if best is None or mean > best["validation_score"]:
+            best = {"foreground_threshold": foreground, "marker_threshold": marker, "min_area": min_area,
+                    "validation_score": mean, "validation": scores}
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--architecture", choices=ARCHITECTURES, default="R2U-Net")
+    parser.add_argument("--dataset", action="append", choices=INSTANCE_SETS,
+                        help="a prepared public dataset of ../shared/data (repeat to mix; default: all three)")
+    parser.add_argument("--dataset-weight", action="append", type=float,
+                        help="share of patches drawn from each --dataset, in order (default 2:1:1 DSB:MoNuSeg:CoNSeP)")
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--stain-jitter", type=float, default=0.05, help="HED stain augmentation on H&E images")
+    parser.add_argument("--train-images", type=int, default=0, help="use only this many training images per set "
+                        "(0 = all; for smoke tests)")
+    parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
+    parser.add_argument("--version", help="weights version recorded in outputs (default: from --output)")
+    add_run_arguments(parser, steps=4000, batch_size=8, learning_rate=1e-3)
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    names = args.dataset or list(INSTANCE_SETS)
+    weights = args.dataset_weight or [2.0 if n == "dsb2018" else 1.0 for n in names]
+    if len(weights) != len(names):
+        parser.error("give one --dataset-weight per --dataset")
+    limit = (lambda items, n: items[:n] if n else items)
+    train_sets = [limit(load_instance_set(n, "train"), args.train_images) for n in names]
+    validation = {n: limit(load_instance_set(n, "val"), args.val_images) for n in names}
+    print("train images " + ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets)), flush=True)
+
+    torch.manual_seed(args.seed)
+    device = str(resolve_device(args.device))
+    model = NucleusSegmenter({**DEFAULT_CONFIG, "architecture": args.architecture}, device=device)
+    sampler = make_sampler(train_sets, weights, args.patch_size, args.batch_size, args.stain_jitter)
+    state = train(model.network, sampler, bce_dice_loss, make_validator(model, validation),
+                  settings_from(args, device=device),
+                  log=lambda line: print(line, flush=True))
+    model.network.load_state_dict(state["best_state"])
+    tuned = tune_thresholds(model, validation)
+    model.config.update({k: tuned[k] for k in ("foreground_threshold", "marker_threshold", "min_area")})
+    model.save(args.output, version=args.version or Path(args.output).stem)
+    summary = {"step": state["step"], "best_step_score": state["best_score"], **tuned,
+               "parameters": sum(p.numel() for p in model.network.parameters())}
+    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
+        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

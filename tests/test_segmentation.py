@@ -1,0 +1,166 @@
+"""Nucleus segmentation: instance targets, watershed splitting, contours, networks, weights, training, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import Point, Polygon
+
+from nuclei_core.data.instance_sets import load_instance_set
+from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
+from nuclei_core.models.base import load_checkpoint
+from nuclei_core.models.r2unet import RecurrentConv
+from nuclei_core.models.segmenter import ARCHITECTURES, DEFAULT_CONFIG, DEFAULT_WEIGHTS, NucleusSegmenter
+from nuclei_core.postprocess.instances import instance_targets, label_map_to_nuclei, split_instances
+from nuclei_core.training import train_segmenter
+from plugins.__main__ import main as plugins_main
+
+ROI_ARGS = ["--analysis_roi", "800,800,300,300"]  # tissue on CMU-1-Small-Region.svs
+
+
+def touching_discs() -> np.ndarray:
+    """Two discs of radius 10 that touch along a vertical chord, and a 3 x 3 speck."""
+    rows, cols = np.mgrid[:40, :70]
+    labels = np.zeros((40, 70), dtype=np.uint16)
+    labels[(rows - 20) ** 2 + (cols - 18) ** 2 < 100] = 1
+    labels[((rows - 20) ** 2 + (cols - 34) ** 2 < 100) & (labels == 0)] = 2
+    labels[4:7, 60:63] = 3
+    return labels
+
+
+def test_markers_lie_inside_each_nucleus_and_keep_touching_nuclei_apart():
+    from scipy import ndimage
+
+    labels = touching_discs()
+    foreground, marker = instance_targets(labels)
+    np.testing.assert_array_equal(foreground, labels > 0)
+    assert np.all(labels[marker > 0] > 0)
+    for nucleus in (1, 2, 3):
+        assert marker[labels == nucleus].sum() > 0
+    _, parts = ndimage.label(marker)
+    assert parts == 3, "the two touching discs must have separate markers"
+
+
+def test_watershed_recovers_touching_nuclei_from_perfect_maps():
+    labels = touching_discs()
+    split = split_instances(*instance_targets(labels), min_area=1)
+    assert split.max() == 3
+    assert aggregated_jaccard_index(split, labels) > 0.9
+    assert dsb_mean_average_precision(split, labels) > 0.8
+
+
+def test_foreground_without_a_marker_is_kept_and_small_objects_are_dropped():
+    foreground = np.zeros((30, 30))
+    foreground[2:12, 2:12] = 1.0  # no marker at all: still one nucleus
+    foreground[20:22, 20:22] = 1.0  # 4 px: debris
+    split = split_instances(foreground, np.zeros_like(foreground), min_area=10)
+    assert split.max() == 1 and (split == 1).sum() == 100
+
+
+def test_contours_are_x_y_polygons_around_each_nucleus():
+    labels = np.zeros((30, 50), dtype=np.int32)
+    labels[5:10, 10:40] = 1  # wide, flat: x spans 10..39, y spans 5..9
+    nuclei = label_map_to_nuclei(labels, labels > 0)
+    assert len(nuclei) == 1
+    polygon = Polygon(nuclei.contours[0])
+    assert polygon.is_valid and polygon.contains(Point(*nuclei.centroids[0]))
+    np.testing.assert_allclose(nuclei.centroids[0], [24.5, 7.0])
+    np.testing.assert_allclose(polygon.bounds, [10, 5, 39, 9])
+    assert nuclei.scores[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_networks_are_the_same_size_and_only_r2unet_is_recurrent(architecture):
+    model = NucleusSegmenter({**DEFAULT_CONFIG, "architecture": architecture})
+    parameters = sum(p.numel() for p in model.network.parameters())
+    assert 1.2e6 < parameters < 1.6e6  # the same widths; R2U-Net's recurrent convolutions share their weights
+    assert any(isinstance(m, RecurrentConv) for m in model.network.modules()) == (architecture == "R2U-Net")
+    assert model.predict_outputs(np.zeros((2, 40, 56, 3), np.uint8)).shape == (2, 2, 40, 56)
+
+
+def test_instance_sets_keep_validation_apart_from_training(shared_data):
+    train = {i.name for i in load_instance_set("dsb2018", "train", shared_data)}
+    val = load_instance_set("dsb2018", "val", shared_data)
+    assert len(val) == 60 and not train & {i.name for i in val}
+    assert [i.name for i in val] == [i.name for i in load_instance_set("dsb2018", "val", shared_data)]
+    item = load_instance_set("consep", "val", shared_data)[0]
+    assert item.image.shape[:2] == item.labels.shape and item.modality == "he"
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_shipped_weights_are_fp16_with_tuned_thresholds(architecture):
+    weights = DEFAULT_WEIGHTS[architecture]
+    checkpoint = load_checkpoint(weights)
+    assert checkpoint["config"]["architecture"] == architecture
+    assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
+    assert 0 < checkpoint["config"]["foreground_threshold"] < 1
+    assert 0 < checkpoint["config"]["marker_threshold"] < 1
+    assert weights.with_suffix(".md").is_file(), "every shipped weights file has a model card"
+
+
+@pytest.fixture(scope="module")
+def r2unet():
+    return NucleusSegmenter.from_weights(DEFAULT_WEIGHTS["R2U-Net"])
+
+
+def test_shipped_r2unet_segments_unseen_fluorescence_nuclei(shared_data, r2unet):
+    images = [i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence"][:4]
+    scores = [dsb_mean_average_precision(r2unet.segment(i.image), i.labels) for i in images]
+    assert np.mean(scores) > 0.5, scores
+
+
+def test_shipped_r2unet_segments_unseen_he_nuclei(shared_data, r2unet):
+    item = load_instance_set("monuseg", "val", shared_data)[0]
+    image, labels = item.image[:512, :512], item.labels[:512, :512]
+    assert aggregated_jaccard_index(r2unet.segment(image), labels) > 0.4
+
+
+def test_training_script_writes_loadable_weights_and_resumes(shared_data, tmp_path, capsys):
+    output = tmp_path / "tiny.pt"
+    arguments = ["--architecture", "U-Net", "--dataset", "dsb2018", "--train-images", "2", "--val-images", "2",
+                 "--steps", "2", "--eval-every", "1", "--batch-size", "2", "--patch-size", "64",
+                 "--output", str(output)]
+    train_segmenter.main(arguments)
+    model = NucleusSegmenter.from_weights(output)
+    assert model.name == "U-Net" and model.weights_version == "tiny"
+    log = json.loads(output.with_suffix(".log.json").read_text())
+    assert [r["step"] for r in log["history"]] == [1, 2]
+    assert set(log["summary"]["validation"]) == {"dsb2018"}
+    train_segmenter.main([*arguments[:-6], "--steps", "3", "--eval-every", "1", "--batch-size", "2",
+                          "--patch-size", "64", "--output", str(output)])
+    assert "resumed at step 2" in capsys.readouterr().out
+
+
+def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
+    annotation, geojson = tmp_path / "nuclei.anot", tmp_path / "nuclei.geojson"
+    code = plugins_main(["R2UNetSegmentation", str(sample_svs), str(annotation), "--geojson", str(geojson),
+                         *ROI_ARGS])
+    assert code == 0
+    document = json.loads(annotation.read_text())
+    elements = document["elements"]
+    assert len(elements) > 50 and {e["type"] for e in elements} == {"polyline"}
+    assert all(e["closed"] for e in elements)
+    assert document["attributes"]["model"] == "R2U-Net"
+    areas = []
+    for element in elements:
+        ring = np.array(element["points"])[:, :2]
+        assert ring[:, 0].min() >= 780 and ring[:, 0].max() <= 1120  # base px of the ROI (and its edge nuclei)
+        areas.append(Polygon(ring).area * 0.499 ** 2)
+        assert element["user"]["Area µm^2"] == pytest.approx(areas[-1], rel=0.01, abs=0.01)
+        assert 0 < element["user"]["Circularity"] <= 1.01
+    assert 0.5 < min(areas) and max(areas) < 400  # no specks below the minimum area, no tile-sized blobs
+    assert 5 < np.median(areas) < 80  # nuclei, in µm² at the slide's 0.499 µm/px
+    features = json.loads(geojson.read_text())["features"]
+    assert len(features) == len(elements) and features[0]["geometry"]["type"] == "Polygon"
+    assert {"Area µm^2", "Perimeter µm", "Eccentricity", "Circularity"} <= set(features[0]["properties"]["measurements"])
+
+
+def test_cli_refuses_an_out_of_range_threshold(sample_svs, tmp_path, capsys):
+    out = tmp_path / "nuclei.anot"
+    code = plugins_main(["R2UNetSegmentation", str(sample_svs), str(out), "--foreground_threshold", "1.5",
+                         *ROI_ARGS])
+    assert code == 2 and not out.exists()
+    assert "foreground_threshold" in capsys.readouterr().err.strip().splitlines()[-1]
