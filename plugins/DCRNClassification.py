@@ -19,10 +19,11 @@ def choose_model(args: argparse.Namespace) -> tuple[type[ClassifyingModel], Path
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The nuclei source: the annotation file, or the detector's weights and changed settings."""
+    """Whether the classifier averages over flips; the nuclei source: the annotation file, or the detector's
+    weights and changed settings."""
     if args.inputNucleiAnnotationFile:
-        return {"nuclei_file": args.inputNucleiAnnotationFile}
-    return {"detector_weights": args.detector_weights,
+        return {"nuclei_file": args.inputNucleiAnnotationFile, "flip_averaging": bool(args.flip_averaging)}
+    return {"flip_averaging": bool(args.flip_averaging), "detector_weights": args.detector_weights,
             "threshold": tuned_unless_set(args.detection_threshold, "detection_threshold", 0, 1),
             "min_distance": tuned_unless_set(args.min_distance, "min_distance", 0, 50)}
 

@@ -82,6 +82,19 @@ def test_classify_labels_nuclei_and_records_the_probability(val_images):
     np.testing.assert_array_equal(classified.centroids, nuclei.centroids)
 
 
+def test_flip_averaged_probabilities_do_not_change_when_the_patch_turns(val_images):
+    item = val_images[0]
+    patches = centred_patches(item.image, item.points[:40], 32)
+    classifier = NucleusClassifier.from_weights(DEFAULT_WEIGHTS["DCRN"], flip_averaging=True)
+    upright = classifier.patch_probabilities(patches)
+    np.testing.assert_allclose(upright.sum(axis=1), 1.0, atol=1e-5)
+    for turned in (np.rot90(patches, 1, axes=(1, 2)), patches[:, ::-1]):
+        np.testing.assert_allclose(classifier.patch_probabilities(np.ascontiguousarray(turned)), upright, atol=1e-5)
+    plain = load_classifier("DCRN").patch_probabilities(patches)
+    assert not np.allclose(plain, upright, atol=1e-3)  # averaging did change the answer
+    np.testing.assert_allclose(classifier.probabilities(item.image, item.points[:40]), upright, atol=1e-6)
+
+
 def test_given_nuclei_are_mapped_into_each_tile(tmp_path):
     classifier = NucleusClassifier.untrained("DenseNet")
     given = Nuclei(np.array([[100.0, 40.0], [301.5, 201.5], [10.0, 10.0]]), np.ones(3))

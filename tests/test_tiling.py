@@ -219,12 +219,13 @@ def test_he_block_on_white_glass_is_found():
     assert abs(int(mask.sum()) - 40 * 60) < 0.05 * 40 * 60
 
 
-def test_bright_blobs_on_a_dark_fluorescence_image_are_found():
+@pytest.mark.parametrize("blob", [(20, 30, 220), (0, 0, 120)], ids=["blue-white", "pure blue"])
+def test_bright_blobs_on_a_dark_fluorescence_image_are_found(blob):
     image = np.full((120, 120, 3), (2, 2, 10), np.uint8)
     yy, xx = np.mgrid[:120, :120]
     centres = [(30, 30), (90, 40), (60, 95)]
     for cx, cy in centres:
-        image[(xx - cx) ** 2 + (yy - cy) ** 2 <= 8 ** 2] = (20, 30, 220)  # DAPI blue
+        image[(xx - cx) ** 2 + (yy - cy) ** 2 <= 8 ** 2] = blob  # DAPI rendered blue: little luminance
     mask = tissue_mask(image)
     for cx, cy in centres:
         assert mask[cy - 4:cy + 5, cx - 4:cx + 5].all()
@@ -232,3 +233,12 @@ def test_bright_blobs_on_a_dark_fluorescence_image_are_found():
     for cx, cy in centres:
         far &= (xx - cx) ** 2 + (yy - cy) ** 2 > 12 ** 2
     assert not mask[far].any()
+
+
+def test_the_dapi_slide_counts_the_tissue_between_its_nuclei(shared_data):
+    """Only nuclei shine in DAPI: the tissue is where they are dense, not just the lit pixels (about 12 %)."""
+    slide = Slide(shared_data / "wsi" / "test3-DAPI-2-387.ndpi")
+    plan = plan_tiles(slide, 40.0, 1024, 48, None, 0.25)
+    covered = plan.tissue_base_pixels / (slide.width * slide.height)
+    assert 0.35 < covered < 0.8, covered
+    assert 0.6 * plan.tiles_total <= len(plan.tiles) < plan.tiles_total  # the empty corners are skipped

@@ -61,9 +61,10 @@ class DetectAndClassify(ClassifyingModel):
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "cpu", detector_weights: str = "",
-                     **detector_overrides: Any) -> "DetectAndClassify":
-        """Classifier weights ``path``; the detector's weights (default: shipped UD-Net) and settings."""
-        classifier = NucleusClassifier.from_weights(path, device)
+                     flip_averaging: bool = False, **detector_overrides: Any) -> "DetectAndClassify":
+        """Classifier weights ``path`` (and whether it averages over flips); the detector's weights
+        (default: shipped UD-Net) and settings."""
+        classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging)
         detector = UDNet.from_weights(detector_weights or UDNET_WEIGHTS, device, **detector_overrides)
         return cls(classifier, detector)
 
@@ -90,11 +91,14 @@ class ClassifyGiven(ClassifyingModel):
         self.name = classifier.name
 
     @classmethod
-    def from_weights(cls, path: str | Path, device: str = "cpu", nuclei_file: str = "") -> "ClassifyGiven":
-        """Classifier weights ``path`` and the annotation file whose nuclei are classified."""
+    def from_weights(cls, path: str | Path, device: str = "cpu", nuclei_file: str = "",
+                     flip_averaging: bool = False) -> "ClassifyGiven":
+        """Classifier weights ``path`` (and whether it averages over flips) and the annotation file whose nuclei
+        are classified."""
         from ..convert import read_nuclei  # the converter imports the output writers; keep them out of model import
 
-        return cls(NucleusClassifier.from_weights(path, device), read_nuclei(nuclei_file), nuclei_file)
+        classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging)
+        return cls(classifier, read_nuclei(nuclei_file), nuclei_file)
 
     def nuclei_of_tiles(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
         centres = (self.given.centroids + 0.5) * scale - 0.5  # base px -> analysis px (pixel centres)

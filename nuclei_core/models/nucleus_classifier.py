@@ -42,6 +42,12 @@ def centred_patches(image: np.ndarray, points: np.ndarray, side: int) -> np.ndar
     return padded[(rows[:, None] + offsets)[:, :, None], (cols[:, None] + offsets)[:, None, :]]
 
 
+def dihedral_views(patches: np.ndarray) -> list[np.ndarray]:
+    """The eight rotations by k*90 degrees, with and without a mirror, of (N, P, P, C) patches."""
+    rotations = [np.rot90(patches, k, axes=(1, 2)) for k in range(4)]
+    return rotations + [r[:, :, ::-1] for r in rotations]
+
+
 class NucleusClassifier(TrainedModel):
     """Classifies nuclei (given their centres) from the ``patch`` x ``patch`` RGB patch at 20x around each."""
 
@@ -68,13 +74,22 @@ class NucleusClassifier(TrainedModel):
         return self.network(batch.permute(0, 3, 1, 2).float().div_(255.0))
 
     def probabilities(self, image: np.ndarray, points: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """(N, classes) softmax probabilities of the nuclei at ``points`` (x, y) of ``image``."""
+        """(N, classes) softmax probabilities of the nuclei at ``points`` (x, y) of ``image``.
+
+        With ``flip_averaging`` in the config: the mean over the eight rotations and mirror images of each patch.
+        """
         if len(points) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
         patches = centred_patches(image, np.asarray(points, float).reshape(-1, 2), int(self.config["patch"]))
+        return self.patch_probabilities(patches, batch_size)
+
+    def patch_probabilities(self, patches: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """(N, classes) softmax probabilities of (N, P, P, 3) uint8 patches (averaged over the eight
+        orientations with ``flip_averaging``)."""
+        views = dihedral_views(patches) if self.config.get("flip_averaging") else [patches]
         with torch.inference_mode():
-            return np.concatenate([torch.softmax(self.logits(patches[i:i + batch_size]), 1).float().cpu().numpy()
-                                   for i in range(0, len(patches), batch_size)])
+            return np.mean([np.concatenate([torch.softmax(self.logits(view[i:i + batch_size]), 1).float().cpu().numpy()
+                                            for i in range(0, len(view), batch_size)]) for view in views], axis=0)
 
     def classify(self, image: np.ndarray, nuclei: Nuclei) -> Nuclei:
         """``nuclei`` of ``image`` with their most probable class and its probability as a measurement."""
