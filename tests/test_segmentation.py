@@ -9,7 +9,7 @@ import pytest
 import torch
 from shapely.geometry import Point, Polygon
 
-from nuclei_core.data.instance_sets import load_instance_set
+from nuclei_core.data.instance_sets import load_instance_folder, load_instance_set
 from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.r2unet import RecurrentConv
@@ -132,6 +132,44 @@ def test_training_script_writes_loadable_weights_and_resumes(shared_data, tmp_pa
     train_segmenter.main([*arguments[:-6], "--steps", "3", "--eval-every", "1", "--batch-size", "2",
                           "--patch-size", "64", "--output", str(output)])
     assert "resumed at step 2" in capsys.readouterr().out
+
+
+def test_fine_tuning_on_a_folder_of_own_images_and_label_maps(shared_data, tmp_path):
+    from PIL import Image
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir(), labels.mkdir()
+    for item in load_instance_set("dsb2018", "val", shared_data)[:10]:
+        Image.fromarray(item.image).save(images / f"{item.name}.png")
+        Image.fromarray(item.labels).save(labels / f"{item.name}.png")
+    assert len(load_instance_folder(images, labels, "fluorescence", "val")) == 1
+    assert len(load_instance_folder(images, labels, "fluorescence", "train")) == 9
+    output = tmp_path / "mine.pt"
+    train_segmenter.main(["--images-dir", str(images), "--labels-dir", str(labels), "--modality", "fluorescence",
+                          "--init-weights", str(DEFAULT_WEIGHTS["U-Net"]), "--architecture", "U-Net",
+                          "--steps", "1", "--eval-every", "1", "--batch-size", "2", "--patch-size", "64",
+                          "--output", str(output)])
+    tuned = NucleusSegmenter.from_weights(output)
+    shipped = NucleusSegmenter.from_weights(DEFAULT_WEIGHTS["U-Net"])
+    change = max(float((a - b).abs().max()) for a, b in zip(tuned.network.state_dict().values(),
+                                                            shipped.network.state_dict().values())
+                 if a.is_floating_point() and a.shape == b.shape and a.ndim == 4)  # convolution kernels
+    assert 0 < change < 0.01  # one small Adam step away from the shipped weights, not a fresh network
+    assert set(json.loads(output.with_suffix(".log.json").read_text())["summary"]["validation"]) == {"own"}
+
+
+def test_a_label_map_of_the_wrong_size_is_an_input_error(tmp_path):
+    from PIL import Image
+
+    from nuclei_core.errors import InputError
+
+    (tmp_path / "i").mkdir(), (tmp_path / "l").mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "i" / "a.png")
+    Image.fromarray(np.zeros((20, 20), np.uint16)).save(tmp_path / "l" / "a.png")
+    with pytest.raises(InputError, match="label map"):
+        load_instance_folder(tmp_path / "i", tmp_path / "l")
+    with pytest.raises(InputError, match="same name"):
+        load_instance_folder(tmp_path / "i", tmp_path / "i2")
 
 
 def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):

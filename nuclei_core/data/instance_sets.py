@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..errors import InputError
 from .public_sets import SHARED_DATA, TILE_SETS, check_request, held_out_names, tile_set_names
 
 INSTANCE_SETS = ("dsb2018", "monuseg", "consep")
@@ -56,6 +57,33 @@ def _tile_set(name: str, root: Path, split: str) -> list[InstanceAnnotatedImage]
     return [InstanceAnnotatedImage(n, _rgb(source / "images" / f"{n}.jpg"),
                                    np.asarray(Image.open(labels_dir / f"{n}.png")), "he")
             for n in tile_set_names(spec, root, split)]
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def load_instance_folder(images_dir: str | Path, labels_dir: str | Path, modality: str = "he",
+                         split: str = "all") -> list[InstanceAnnotatedImage]:
+    """Images of ``images_dir`` with the instance label map of the same name in ``labels_dir`` (0 = background).
+
+    ``split`` ``train`` / ``val`` gives a fixed, seeded 90 / 10 division of the images; ``all`` every image.
+    """
+    images = {p.stem: p for p in sorted(Path(images_dir).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+    labels = {p.stem: p for p in sorted(Path(labels_dir).glob("*")) if p.suffix.lower() in IMAGE_SUFFIXES}
+    names = sorted(images.keys() & labels.keys())
+    if not names:
+        raise InputError(f"no image in {images_dir} has a label map of the same name in {labels_dir}")
+    if split != "all":
+        validation = held_out_names(names, max(1, len(names) // 10))
+        names = [n for n in names if (n in validation) == (split == "val")]
+    items = []
+    for name in names:
+        image, label_map = _rgb(images[name]), np.asarray(Image.open(labels[name]))
+        if label_map.ndim != 2 or label_map.shape != image.shape[:2]:
+            raise InputError(f"{labels[name].name}: a label map must be one channel of the image's size "
+                             f"{image.shape[1]} x {image.shape[0]}")
+        items.append(InstanceAnnotatedImage(name, image, label_map.astype(np.int32), modality))
+    return items
 
 
 def load_instance_set(name: str, split: str, root: Path = SHARED_DATA) -> list[InstanceAnnotatedImage]:

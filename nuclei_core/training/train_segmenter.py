@@ -6,6 +6,12 @@ The shipped weights (their model cards give the exact commands)::
         --output nuclei_core/models/weights/r2unet_nuclei.pt
     python -m nuclei_core.training.train_segmenter --architecture U-Net \
         --output nuclei_core/models/weights/unet_nuclei.pt
+
+Fine-tune on your own images and instance label maps (same file names)::
+
+    python -m nuclei_core.training.train_segmenter --images-dir my/images --labels-dir my/labels \
+        --init-weights nuclei_core/models/weights/r2unet_nuclei.pt --learning-rate 2e-4 --steps 1000 \
+        --output my_r2unet.pt
 """
 
 from __future__ import annotations
@@ -20,11 +26,7 @@ import torch
 from torch import nn
 
 from ..data.augment import colour_jitter, random_dihedral, stain_jitter
-from ..data.instance_sets import (
-    INSTANCE_SETS,
-    InstanceAnnotatedImage,
-    load_instance_set,
-)
+from ..data.instance_sets import INSTANCE_SETS, InstanceAnnotatedImage, load_instance_folder, load_instance_set
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
 from ..models.segmenter import ARCHITECTURES, DEFAULT_CONFIG, NucleusSegmenter
@@ -121,6 +123,11 @@ def main(argv: list[str] | None = None) -> None:
                         help="a prepared public dataset of ../shared/data (repeat to mix; default: all three)")
     parser.add_argument("--dataset-weight", action="append", type=float,
                         help="share of patches drawn from each --dataset, in order (default 2:1:1 DSB:MoNuSeg:CoNSeP)")
+    parser.add_argument("--images-dir", help="your own images (replaces --dataset; a seeded 90/10 train/val split)")
+    parser.add_argument("--labels-dir", help="their instance label maps: same file names, one channel, 0 = background")
+    parser.add_argument("--modality", choices=("he", "fluorescence", "brightfield"), default="he",
+                        help="of --images-dir (stain jitter applies to he)")
+    parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones) to fine-tune")
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--stain-jitter", type=float, default=0.05, help="HED stain augmentation on H&E images")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images per set "
@@ -130,18 +137,28 @@ def main(argv: list[str] | None = None) -> None:
     add_run_arguments(parser, steps=4000, batch_size=8, learning_rate=1e-3)
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    names = args.dataset or list(INSTANCE_SETS)
+    if bool(args.images_dir) != bool(args.labels_dir):
+        parser.error("give both --images-dir and --labels-dir")
+
+    def load(name: str, split: str) -> list[InstanceAnnotatedImage]:
+        if args.images_dir:
+            return load_instance_folder(args.images_dir, args.labels_dir, args.modality, split)
+        return load_instance_set(name, split)
+
+    names = ["own"] if args.images_dir else args.dataset or list(INSTANCE_SETS)
     weights = args.dataset_weight or [2.0 if n == "dsb2018" else 1.0 for n in names]
     if len(weights) != len(names):
         parser.error("give one --dataset-weight per --dataset")
     limit = (lambda items, n: items[:n] if n else items)
-    train_sets = [limit(load_instance_set(n, "train"), args.train_images) for n in names]
-    validation = {n: limit(load_instance_set(n, "val"), args.val_images) for n in names}
+    train_sets = [limit(load(n, "train"), args.train_images) for n in names]
+    validation = {n: limit(load(n, "val"), args.val_images) for n in names}
     print("train images " + ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets)), flush=True)
 
     torch.manual_seed(args.seed)
     device = str(resolve_device(args.device))
     model = NucleusSegmenter({**DEFAULT_CONFIG, "architecture": args.architecture}, device=device)
+    if args.init_weights:
+        model.network.load_state_dict(NucleusSegmenter.from_weights(args.init_weights).network.state_dict())
     sampler = make_sampler(train_sets, weights, args.patch_size, args.batch_size, args.stain_jitter)
     state = train(model.network, sampler, bce_dice_loss, make_validator(model, validation),
                   settings_from(args, device=device),
