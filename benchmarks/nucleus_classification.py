@@ -85,7 +85,7 @@ def main() -> None:
     plot_confusion(reports, picture)
     speed_section, speed, tissue_mp = cli_speed_section(
         args.slide, "DCRNClassification", {**{name: ["--classifier", name] for name in ARCHITECTURES},
-                                           "DCRN, 8 orientations": ["--classifier", "DCRN", "--flip_averaging"]},
+                                           "DCRN, 8 orientations": ["--classifier", "DCRN", "--flip_averaging", "true"]},
         args.device,
         "classifier", "UD-Net detection + classifier")
     body = (f"## CRCHisto test split: {len(test)} unseen images, classification at the annotated centres\n\n"
