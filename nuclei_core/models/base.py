@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 import torch
@@ -130,6 +130,13 @@ class NucleusModel(TrainedModel):
         """What the outputs record about this model (name, weights version, settings)."""
         return {"model": self.name, "weights_version": self.weights_version,
                 "analysis_magnification": self.analysis_magnification, **self.config}
+
+    def flip_averaged(self, forward: Callable[[torch.Tensor], torch.Tensor], batch: torch.Tensor) -> np.ndarray:
+        """``forward(batch)`` as numpy; with ``flip_averaging`` in the config, the mean over the batch's four
+        mirror images (each output mirrored back)."""
+        flips = ((), (3,), (2,), (2, 3)) if self.config.get("flip_averaging") else ((),)
+        total = sum(forward(batch.flip(dims)).flip(dims) if dims else forward(batch) for dims in flips)
+        return (total / len(flips)).float().cpu().numpy()
 
     def predict_outputs(self, tiles: np.ndarray) -> np.ndarray:
         """Raw network outputs (B, C, H, W) for a batch of (H, W, 3) uint8 tiles."""

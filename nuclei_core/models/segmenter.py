@@ -26,9 +26,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "flip_averaging": False,
 }
 
-FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
-
-
 class NucleusSegmenter(NucleusModel):
     """Nucleus contours from an R2U-Net or U-Net with two sigmoid outputs: foreground and nucleus cores.
 
@@ -55,9 +52,7 @@ class NucleusSegmenter(NucleusModel):
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
         """Foreground and marker probabilities; with ``flip_averaging`` the mean over the four flips."""
-        flips = FLIPS if self.config.get("flip_averaging") else ((),)
-        total = sum(torch.sigmoid(self.network(batch.flip(d)).flip(d) if d else self.network(batch)) for d in flips)
-        return (total / len(flips)).float().cpu().numpy()
+        return self.flip_averaged(lambda x: torch.sigmoid(self.network(x)), batch)
 
     def label_map(self, output: np.ndarray) -> np.ndarray:
         """Instance label map of one tile from its (2, H, W) output."""

@@ -26,9 +26,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "flip_averaging": False,
 }
 
-FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
-
-
 class UDNet(NucleusModel):
     """Density-regression nucleus detector (points, one class)."""
 
@@ -47,10 +44,7 @@ class UDNet(NucleusModel):
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
         """The density map; with ``flip_averaging`` the mean over the four flips of the batch."""
-        if not self.config.get("flip_averaging"):
-            return self.network(batch).float().cpu().numpy()
-        total = sum(self.network(batch.flip(dims)).flip(dims) if dims else self.network(batch) for dims in FLIPS)
-        return (total / len(FLIPS)).float().cpu().numpy()
+        return self.flip_averaged(self.network, batch)
 
     def postprocess(self, output: np.ndarray) -> Nuclei:
         points, scores = find_peaks(output[0], float(self.config["threshold"]), int(self.config["min_distance"]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import find_boundaries, watershed
+from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
 from ..nuclei import Nuclei
 
@@ -54,16 +54,7 @@ def split_instances(foreground: np.ndarray, marker: np.ndarray, foreground_thres
     small = areas < min_area
     small[0] = False
     labels[small[labels]] = 0
-    return relabel_sequential(labels)
-
-
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """The same instances numbered 1..N in order of first appearance of their ids."""
-    ids = np.unique(labels)
-    ids = ids[ids > 0]
-    lookup = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.int32)
-    lookup[ids] = np.arange(1, ids.size + 1, dtype=np.int32)
-    return lookup[labels]
+    return relabel_sequential(labels)[0]
 
 
 def label_map_to_nuclei(labels: np.ndarray, scores: np.ndarray) -> Nuclei:
