@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import ctk_cli
+from shapely.geometry import MultiPolygon
 from slicer_cli_web import CLIArgumentParser
 
 from . import __version__
@@ -20,10 +21,11 @@ from .cli_spec import spec_path
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
 from .models.base import SlideModel, resolve_device
-from .outputs.atomic import check_writable, write_all_or_nothing
+from .nuclei import Nuclei
+from .outputs.atomic import Writer, check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
-from .outputs.overlay import render_overlay, write_overlay
+from .outputs.overlay import render_overlay, write_png
 from .region import parse_region
 from .shape_measurements import contour_measurements
 from .slide import Slide
@@ -59,6 +61,24 @@ ModelOverrides = Callable[[argparse.Namespace], dict[str, Any]]
 ModelChoice = Callable[[argparse.Namespace], tuple[type[SlideModel], Path]]
 
 
+def write_nuclei_outputs(args: argparse.Namespace, slide: Slide, region: MultiPolygon | None, nuclei: Nuclei,
+                         names: tuple[str, str], attributes: dict[str, Any],
+                         extra: tuple[tuple[str, Writer], ...] = ()) -> None:
+    """The annotation, and the GeoJSON and overlay when ``args`` asks for them, plus ``extra`` outputs:
+    all written or none. ``names``: the annotation's title and the GeoJSON objects' name."""
+    title, name = names
+    documents = annotation_documents(nuclei, title, attributes, args.annotation_max_elements)
+    outputs = [(args.outputNucleiAnnotationFile, partial(write_annotation, documents=documents)), *extra]
+    if args.outputGeoJSONFile:
+        collection = feature_collection(nuclei, name)
+        outputs.append((args.outputGeoJSONFile, partial(write_geojson, collection=collection,
+                                                        compress=args.outputGeoJSONFile.endswith(".gz"))))
+    if args.outputOverlayImage:
+        bounds = region.bounds if region is not None else None
+        outputs.append((args.outputOverlayImage, partial(write_png, image=render_overlay(slide, nuclei, bounds))))
+    write_all_or_nothing(outputs)
+
+
 def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, args: argparse.Namespace) -> None:
     """Analyse the slide named in ``args`` and write every requested output (all or nothing)."""
     check_constraints(spec_path(cli_name), args)
@@ -90,31 +110,19 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
     nuclei = result.nuclei
     if nuclei.contours is not None:
         nuclei.measurements.update(contour_measurements(nuclei.contours, slide.microns_per_pixel))
-    documents = annotation_documents(nuclei, f"{result.model_record['model']} nuclei", attributes,
-                                     args.annotation_max_elements)
-    outputs = [(args.outputNucleiAnnotationFile, partial(write_annotation, documents=documents))]
-    if args.outputGeoJSONFile:
-        collection = feature_collection(nuclei, result.model_record["model"])
-        outputs.append((args.outputGeoJSONFile, partial(write_geojson, collection=collection,
-                                                        compress=args.outputGeoJSONFile.endswith(".gz"))))
-    if args.outputOverlayImage:
-        bounds = region.bounds if region is not None else None
-        outputs.append((args.outputOverlayImage, partial(write_overlay, image=render_overlay(slide, nuclei, bounds))))
-    write_all_or_nothing(outputs)
+    model_name = result.model_record["model"]
+    write_nuclei_outputs(args, slide, region, nuclei, (f"{model_name} nuclei", model_name), attributes)
     print(f"{cli_name}: {len(nuclei)} nuclei in {len(result.plan.tiles)} of {result.plan.tiles_total} tiles, "
           f"{result.seconds:.1f} s", file=sys.stderr)
 
 
-def main(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, argv: list[str] | None = None) -> int:
-    """Parse ``argv`` with the CLI's XML spec and run it; problems become one line and exit code 2.
-
-    ``choose_model`` gives the model class and its shipped weights for the parsed arguments.
-    """
+def run_guarded(cli_name: str, action: Callable[[argparse.Namespace], None], argv: list[str] | None = None) -> int:
+    """Parse ``argv`` with the CLI's XML spec and run ``action`` on it; problems become one line and exit code 2."""
     parser = CLIArgumentParser(str(spec_path(cli_name)))
     parser.prog = cli_name  # not "__main__.py" in usage lines and argparse errors under ``python -m plugins``
     args = parser.parse_args(argv)
     try:
-        run(cli_name, choose_model, overrides, args)
+        action(args)
     except NucleiError as exc:
         print(f"{cli_name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -128,3 +136,9 @@ def main(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, ar
               file=sys.stderr)
         return 1
     return 0
+
+
+def main(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, argv: list[str] | None = None) -> int:
+    """Run a model CLI on ``argv`` (see :func:`run_guarded`); ``choose_model`` gives the model class and its
+    shipped weights for the parsed arguments."""
+    return run_guarded(cli_name, partial(run, cli_name, choose_model, overrides), argv)

@@ -12,29 +12,17 @@ from functools import partial
 from pathlib import Path
 
 from .errors import NucleiError
-from .nuclei import Nuclei
 from .outputs.atomic import check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
-from .outputs.readers import read_annotation, read_geojson
-
-GEOJSON_SUFFIXES = (".geojson", ".geojson.gz", ".json.gz")
-
-
-def _is_geojson(path: str) -> bool:
-    return path.lower().endswith(GEOJSON_SUFFIXES)
-
-
-def read_nuclei(path: str) -> Nuclei:
-    """Nuclei from either format, chosen by the file name."""
-    return read_geojson(path) if _is_geojson(path) else read_annotation(path)
+from .outputs.readers import is_geojson, read_nuclei
 
 
 def convert(source: str, target: str, name: str = "converted nuclei") -> int:
     """Write ``source``'s nuclei to ``target`` in the other format; returns how many."""
     check_writable(target)
     nuclei = read_nuclei(source)
-    if _is_geojson(target):
+    if is_geojson(target):
         writer = partial(write_geojson, collection=feature_collection(nuclei, name),
                          compress=target.lower().endswith(".gz"))
     else:

@@ -6,6 +6,8 @@ and post the nuclei to each slide's item as annotations, replacing this CLI's pr
     python -m nuclei_core.girder --api-url ... --token TOKEN --folder FOLDER_ID UDNetDetection
     python -m nuclei_core.girder --api-url ... --token TOKEN --item ITEM_ID --nuclei-from UDNetDetection \
         DCRNClassification     # classify the nuclei UDNetDetection posted earlier
+    python -m nuclei_core.girder --api-url ... --token TOKEN --item ITEM_ID --truth-annotation "my nuclei" \
+        EvaluateNuclei --method R2UNetSegmentation   # score a method against the pathologist's annotation
 """
 
 from __future__ import annotations
@@ -116,24 +118,45 @@ def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> li
     return payload if isinstance(payload, list) else [payload]
 
 
+def _save_documents(client: girder_client.GirderClient, annotation_ids: list[str], path: Path,
+                    action: str) -> Path:
+    """Write the annotations' documents to ``path`` (a JSON list, as the CLIs read it)."""
+    with _server_errors(action):
+        documents = [client.get(f"annotation/{annotation_id}")["annotation"] for annotation_id in annotation_ids]
+    path.write_text(json.dumps(documents))
+    return path
+
+
 def download_nuclei(client: girder_client.GirderClient, item_id: str, source_cli: str, path: Path) -> Path:
     """Write the nuclei that ``source_cli`` posted on the item to ``path`` (a list of annotation documents)."""
     found = existing_annotations(client, item_id, source_cli)
     if not found:
         raise InputError(f"item {item_id} has no annotation from {source_cli} to take the nuclei from")
-    with _server_errors(f"cannot download the {source_cli} annotation of item {item_id}"):
-        documents = [client.get(f"annotation/{annotation_id}")["annotation"] for annotation_id in found]
-    path.write_text(json.dumps(documents))
-    return path
+    return _save_documents(client, found, path, f"cannot download the {source_cli} annotation of item {item_id}")
+
+
+def download_named(client: girder_client.GirderClient, item_id: str, name_or_id: str, path: Path) -> Path:
+    """Write the item's annotation with this id, or every one with this name (e.g. drawn in HistomicsUI), to
+    ``path``."""
+    with _server_errors("cannot list annotations"):
+        listed = client.get("annotation", parameters={"itemId": item_id, "limit": 0})
+    found = [a["_id"] for a in listed if name_or_id in (a["_id"], a.get("annotation", {}).get("name"))]
+    if not found:
+        raise InputError(f"item {item_id} has no annotation named {name_or_id!r}")
+    return _save_documents(client, found, path, f"cannot download the annotation {name_or_id!r}")
 
 
 def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, cli_args: list[str],
-                nuclei_from: str = "") -> list[str]:
-    """Download the item's slide (and the nuclei ``nuclei_from`` posted), run the CLI, post its result."""
+                nuclei_from: str = "", truth_annotation: str = "") -> list[str]:
+    """Download the item's slide (and the nuclei ``nuclei_from`` posted, and the ``truth_annotation``), run the
+    CLI, post its result."""
     with tempfile.TemporaryDirectory(prefix="nuclei-girder-") as folder:
         if nuclei_from:
             given = download_nuclei(client, item["_id"], nuclei_from, Path(folder) / "given-nuclei.anot")
             cli_args = [*cli_args, "--nuclei_annotation", str(given)]
+        if truth_annotation:
+            truth = download_named(client, item["_id"], truth_annotation, Path(folder) / "truth.anot")
+            cli_args = [*cli_args, "--truth_annotation", str(truth)]
         with _server_errors(f"cannot download the slide of item {item['_id']}"):
             file_id = item["largeImage"]["fileId"]
             name = client.getFile(file_id)["name"]
@@ -155,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--folder", default="", help="a folder id: every large image in it")
     parser.add_argument("--nuclei-from", default="", metavar="CLI",
                         help="classify the nuclei another CLI already posted on each item (e.g. UDNetDetection); "
-                             "for CLIs with a nuclei annotation input such as DCRNClassification")
+                             "for CLIs with a nuclei annotation input such as DCRNClassification and EvaluateNuclei")
+    parser.add_argument("--truth-annotation", default="", metavar="NAME_OR_ID",
+                        help="the pathologist's annotation on each item (its name, or its id) that EvaluateNuclei "
+                             "scores against")
     parser.add_argument("cli", help="a CLI of the suite, e.g. UDNetDetection (see python -m plugins --list_cli)")
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help="the CLI's own options (not its files)")
     args = parser.parse_args(argv)
@@ -167,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if not items:
             raise InputError(f"folder {args.folder} holds no large image")
         for item in items:
-            ids = run_on_item(client, item, args.cli, args.cli_args, args.nuclei_from)
+            ids = run_on_item(client, item, args.cli, args.cli_args, args.nuclei_from, args.truth_annotation)
             print(f"{item['name']}: posted {len(ids)} annotation document(s) from {args.cli}", file=sys.stderr)
     except NucleiError as exc:
         print(f"girder: error: {exc}", file=sys.stderr)

@@ -36,16 +36,14 @@ def _relabel(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class _Overlap:
-    """Instances of two label maps and every pair of them that shares pixels."""
+class InstanceOverlap:
+    """Instances of a prediction and a truth, and every pair of them that shares area."""
 
-    pred_lab: np.ndarray  # per-pixel contiguous pred instance index, -1 = background
-    true_lab: np.ndarray
     pred_area: np.ndarray  # (P,)
     true_area: np.ndarray  # (T,)
     pred_idx: np.ndarray  # (K,) pred instance of each overlapping pair
     true_idx: np.ndarray  # (K,) true instance of each overlapping pair
-    inter: np.ndarray  # (K,) shared pixels
+    inter: np.ndarray  # (K,) shared area
 
     @property
     def union(self) -> np.ndarray:
@@ -56,7 +54,15 @@ class _Overlap:
         return self.inter / self.union
 
 
-def _overlap(pred: np.ndarray, true: np.ndarray) -> _Overlap:
+@dataclass(frozen=True)
+class _LabelOverlap(InstanceOverlap):
+    """An :class:`InstanceOverlap` of two label maps, with each pixel's contiguous instance index."""
+
+    pred_lab: np.ndarray  # -1 = background
+    true_lab: np.ndarray
+
+
+def _overlap(pred: np.ndarray, true: np.ndarray) -> _LabelOverlap:
     pred, true = _check_label_maps(pred, true)
     pred_lab, pred_area = _relabel(pred)
     true_lab, true_area = _relabel(true)
@@ -65,10 +71,10 @@ def _overlap(pred: np.ndarray, true: np.ndarray) -> _Overlap:
     joint = pred_lab[both].astype(np.int64) * n_true + true_lab[both]
     pairs, inter = np.unique(joint, return_counts=True)
     pred_idx, true_idx = np.divmod(pairs, n_true)
-    return _Overlap(pred_lab, true_lab, pred_area, true_area, pred_idx, true_idx, inter)
+    return _LabelOverlap(pred_area, true_area, pred_idx, true_idx, inter, pred_lab, true_lab)
 
 
-def _match(overlap: _Overlap, threshold: float, allowed: np.ndarray | None = None) -> np.ndarray:
+def _match(overlap: InstanceOverlap, threshold: float, allowed: np.ndarray | None = None) -> np.ndarray:
     """Indices of overlapping pairs matched one-to-one with IoU > ``threshold``.
 
     For thresholds >= 0.5 such pairs are unique by construction; below 0.5 conflicts
@@ -102,15 +108,8 @@ def dice(pred: np.ndarray, true: np.ndarray) -> float:
     return 2.0 * int(np.logical_and(p, t).sum()) / total
 
 
-def aggregated_jaccard_index(pred: np.ndarray, true: np.ndarray) -> float:
-    """Aggregated Jaccard Index (Kumar et al. 2017); 1.0 when both maps are empty.
-
-    Each true instance is paired with the predicted instance of highest IoU (ties: the
-    lower id); its intersection is added to I and its union to U. A true instance that
-    overlaps no prediction adds its area to U. Every predicted instance never chosen
-    adds its area to U. AJI = I / U.
-    """
-    ov = _overlap(pred, true)
+def aji_from_overlap(ov: InstanceOverlap) -> float:
+    """AJI of instances whose areas and pairwise overlaps are given (see :func:`aggregated_jaccard_index`)."""
     if ov.pred_area.size == 0 and ov.true_area.size == 0:
         return 1.0
     # Best pair per true instance: sort by true index, then IoU descending.
@@ -129,12 +128,33 @@ def aggregated_jaccard_index(pred: np.ndarray, true: np.ndarray) -> float:
     return float(inter / union)
 
 
+def aggregated_jaccard_index(pred: np.ndarray, true: np.ndarray) -> float:
+    """Aggregated Jaccard Index (Kumar et al. 2017); 1.0 when both maps are empty.
+
+    Each true instance is paired with the predicted instance of highest IoU (ties: the
+    lower id); its intersection is added to I and its union to U. A true instance that
+    overlaps no prediction adds its area to U. Every predicted instance never chosen
+    adds its area to U. AJI = I / U.
+    """
+    return aji_from_overlap(_overlap(pred, true))
+
+
 def _pq_from_counts(tp: int, fp: int, fn: int, iou_sum: float) -> dict[str, float]:
     if tp + fp + fn == 0:
         return {"dq": 1.0, "sq": 1.0, "pq": 1.0}
     dq = tp / (tp + 0.5 * fp + 0.5 * fn)
     sq = iou_sum / tp if tp else 0.0
     return {"dq": dq, "sq": sq, "pq": dq * sq}
+
+
+def panoptic_from_overlap(ov: InstanceOverlap, iou_threshold: float = 0.5) -> dict[str, float]:
+    """Panoptic quality of instances whose areas and pairwise overlaps are given (see :func:`panoptic_quality`)."""
+    matched = _match(ov, iou_threshold)
+    tp = int(matched.size)
+    fp = int(ov.pred_area.size) - tp
+    fn = int(ov.true_area.size) - tp
+    scores = _pq_from_counts(tp, fp, fn, float(ov.iou[matched].sum()))
+    return {**scores, "tp": tp, "fp": fp, "fn": fn}
 
 
 def panoptic_quality(
@@ -146,13 +166,7 @@ def panoptic_quality(
     when IoU > ``iou_threshold``. SQ is the mean IoU of matched pairs (0 without
     matches), DQ = TP / (TP + FP/2 + FN/2), PQ = DQ * SQ; all 1.0 when both are empty.
     """
-    ov = _overlap(pred, true)
-    matched = _match(ov, iou_threshold)
-    tp = int(matched.size)
-    fp = int(ov.pred_area.size) - tp
-    fn = int(ov.true_area.size) - tp
-    scores = _pq_from_counts(tp, fp, fn, float(ov.iou[matched].sum()))
-    return {**scores, "tp": tp, "fp": fp, "fn": fn}
+    return panoptic_from_overlap(_overlap(pred, true), iou_threshold)
 
 
 def _instance_classes(inst_lab: np.ndarray, n_inst: int, type_map: np.ndarray) -> np.ndarray:

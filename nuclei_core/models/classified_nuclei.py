@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError, WeightsError
 from ..nuclei import Nuclei
+from ..outputs.readers import read_nuclei
 from .nucleus_classifier import NucleusClassifier
 from .udnet import DEFAULT_WEIGHTS as UDNET_WEIGHTS
 from .udnet import UDNet
@@ -95,8 +96,6 @@ class ClassifyGiven(ClassifyingModel):
                      flip_averaging: bool = False) -> "ClassifyGiven":
         """Classifier weights ``path`` (and whether it averages over flips) and the annotation file whose nuclei
         are classified."""
-        from ..convert import read_nuclei  # the converter imports the output writers; keep them out of model import
-
         classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging)
         return cls(classifier, read_nuclei(nuclei_file), nuclei_file)
 

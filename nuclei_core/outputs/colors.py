@@ -8,6 +8,9 @@ NAMED_COLORS: dict[str, tuple[int, int, int]] = {
     "fibroblast": (30, 120, 230),
     "inflammatory": (250, 200, 0),
     "others": (160, 160, 160),
+    "true positive": (0, 190, 0),  # EvaluateNuclei: found and right ...
+    "false positive": (255, 140, 0),  # ... found but not in the truth ...
+    "false negative": (230, 0, 230),  # ... in the truth but missed
 }
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]

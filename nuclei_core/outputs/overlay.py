@@ -37,6 +37,6 @@ def render_overlay(slide: Slide, nuclei: Nuclei, bounds: tuple[float, float, flo
     return image
 
 
-def write_overlay(path: Path, image: Image.Image) -> None:
+def write_png(path: Path, image: Image.Image) -> None:
     """Save as PNG whatever the temporary file's name."""
     image.save(path, format="PNG")

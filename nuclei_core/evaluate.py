@@ -1,0 +1,147 @@
+"""EvaluateNuclei: a method's nuclei scored against a pathologist's annotation inside its regions.
+
+Used by ``plugins/EvaluateNuclei.py``; :func:`evaluate_nuclei` is the same scoring for Python callers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import shlex
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
+from . import __version__
+from .agreement import Agreement, agree, inside, parse_class_map
+from .cli import check_constraints, write_nuclei_outputs
+from .cli_spec import spec_path
+from .engine import check_scheduler
+from .errors import InputError, NucleiError
+from .nuclei import Nuclei
+from .outputs.atomic import check_writable
+from .outputs.overlay import write_png
+from .outputs.readers import read_nuclei, read_nuclei_and_regions
+from .outputs.report import render_report, write_metrics_csv, write_metrics_json
+from .region import parse_region
+from .slide import Slide
+
+CLI_NAME = "EvaluateNuclei"
+OUTPUTS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage", "outputMetricsFile",
+           "outputMetricsTable", "outputReportImage")
+FORWARDED_TO_METHOD = ("input_mag", "min_fgnd_frac", "analysis_tile_size", "batch_size", "device", "scheduler",
+                       "num_workers")
+
+
+def scored_region(truth_regions: MultiPolygon | None, analysis_region: MultiPolygon | None,
+                  width: int, height: int) -> MultiPolygon | None:
+    """Where to score: the truth's regions, within the analysis region, within the slide (None = everywhere)."""
+    parts = [r for r in (truth_regions, analysis_region) if r is not None]
+    if not parts:
+        return None
+    region = shapely.intersection_all([*parts, shapely.box(0, 0, width, height)])
+    polygons = [g for g in getattr(region, "geoms", [region]) if isinstance(g, Polygon) and g.area > 0]
+    if not polygons:
+        raise InputError("the regions of the truth annotation lie outside the analysis region or the slide")
+    return MultiPolygon(polygons)
+
+
+def region_values(region: MultiPolygon) -> str:
+    """The region as the ``analysis_roi`` polygon syntax of every CLI (outer rings, ``-1,-1`` between them)."""
+    rings = [[f"{x:.1f},{y:.1f}" for x, y in polygon.exterior.coords[:-1]] for polygon in region.geoms]
+    return ",-1,-1,".join(",".join(ring) for ring in rings)
+
+
+def run_method(method: str, slide_path: str, region: MultiPolygon | None, args: argparse.Namespace,
+               folder: Path) -> Path:
+    """Run the suite's ``method`` CLI on the slide (only over ``region``); the path of its annotation."""
+    output = folder / f"{method}.anot"
+    argv = [slide_path, str(output)]
+    if region is not None:
+        argv += ["--analysis_roi", region_values(region)]
+    for name in FORWARDED_TO_METHOD:
+        argv += [f"--{name}", str(getattr(args, name))]
+    try:
+        argv += shlex.split(args.method_options)
+    except ValueError as exc:
+        raise InputError(f"method_options cannot be read: {exc}") from None
+    code = importlib.import_module(f"plugins.{method}").main(argv)
+    if code:
+        raise NucleiError(f"the method {method} failed (exit code {code}); nothing was written")
+    return output
+
+
+def evaluate_nuclei(predicted: Nuclei, truth: Nuclei, region: MultiPolygon | None, microns_per_pixel: float,
+                    match_radius_um: float = 3.0, class_map: dict[str, str] | None = None) -> Agreement:
+    """Nuclei of both sides whose centre lies in ``region`` (everywhere when None), matched within
+    ``match_radius_um`` micrometres and scored."""
+    truth = inside(truth, region)
+    if not len(truth):
+        raise InputError("no nucleus of the truth annotation lies inside the scored regions")
+    return agree(inside(predicted, region), truth, match_radius_um / microns_per_pixel, class_map)
+
+
+def _metrics(args: argparse.Namespace, slide: Slide, region: MultiPolygon | None, source: str,
+             agreement: Agreement) -> dict[str, Any]:
+    um2_per_px = slide.microns_per_pixel ** 2
+    return {
+        "slide": Path(slide.path).name,
+        "truth": Path(args.truthAnnotationFile).name,
+        "predictions": source,
+        "region_label": args.region_label,
+        "regions": 0 if region is None else len(region.geoms),
+        "scored_area_um2": round((slide.width * slide.height if region is None else region.area) * um2_per_px, 1),
+        "microns_per_pixel": slide.microns_per_pixel,
+        "match_radius_um": args.match_radius,
+        "match_radius_px": args.match_radius / slide.microns_per_pixel,
+        **agreement.as_dict(),
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    """Score the method's nuclei against the truth annotation and write every requested output (all or nothing)."""
+    check_constraints(spec_path(CLI_NAME), args)
+    if not args.truthAnnotationFile:
+        raise InputError("give your annotation of the slide with --truth_annotation")
+    for name in OUTPUTS:
+        if getattr(args, name, None):
+            check_writable(getattr(args, name))
+    check_scheduler(args.scheduler.strip())
+    class_map = parse_class_map(args.class_map)
+    slide = Slide(args.inputImageFile, args.input_mag or None)
+    truth, truth_regions = read_nuclei_and_regions(args.truthAnnotationFile, args.region_label)
+    if not len(truth):
+        raise InputError(f"the truth annotation {Path(args.truthAnnotationFile).name} holds no nuclei")
+    region = scored_region(truth_regions, parse_region(args.analysis_roi, slide.width, slide.height),
+                           slide.width, slide.height)
+    inside_truth = inside(truth, region)
+    if not len(inside_truth):
+        raise InputError(f"no nucleus of {Path(args.truthAnnotationFile).name} lies inside its regions")
+    if args.inputNucleiAnnotationFile:
+        source, predicted = Path(args.inputNucleiAnnotationFile).name, read_nuclei(args.inputNucleiAnnotationFile)
+    else:
+        with tempfile.TemporaryDirectory(prefix="nuclei-evaluate-") as folder:
+            source = args.method
+            predicted = read_nuclei(run_method(args.method, args.inputImageFile, region, args, Path(folder)))
+    agreement = evaluate_nuclei(predicted, inside_truth, region, slide.microns_per_pixel, args.match_radius,
+                                class_map)
+    metrics = _metrics(args, slide, region, source, agreement)
+    attributes = {"cli": CLI_NAME, "nuclei_core_version": __version__, "slide": metrics["slide"],
+                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  "metrics": metrics}
+    extra = [(path, partial(writer, metrics=metrics)) for path, writer in (
+        (args.outputMetricsFile, write_metrics_json), (args.outputMetricsTable, write_metrics_csv)) if path]
+    if args.outputReportImage:
+        extra.append((args.outputReportImage, partial(write_png, image=render_report(metrics))))
+    write_nuclei_outputs(args, slide, region, agreement.match_table(),
+                         (f"{source} vs {metrics['truth']}: true positive, false positive, false negative",
+                          CLI_NAME), attributes, tuple(extra))
+    d = agreement.detection
+    print(f"{CLI_NAME}: {source}: precision {d.precision:.3f}, recall {d.recall:.3f}, F1 {d.f1:.3f} "
+          f"(TP {d.tp}, FP {d.fp}, FN {d.fn})", file=sys.stderr)
