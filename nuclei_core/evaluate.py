@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib
-import shlex
 import sys
-import tempfile
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,8 @@ from .agreement import Agreement, agree, inside, parse_class_map
 from .cli import check_constraints, write_nuclei_outputs
 from .cli_spec import spec_path
 from .engine import check_scheduler
-from .errors import InputError, NucleiError
+from .errors import InputError
+from .method_runs import parse_method, run_method
 from .nuclei import Nuclei
 from .outputs.atomic import check_writable
 from .outputs.overlay import write_png
@@ -35,8 +33,6 @@ from .slide import Slide
 CLI_NAME = "EvaluateNuclei"
 OUTPUTS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage", "outputMetricsFile",
            "outputMetricsTable", "outputReportImage")
-FORWARDED_TO_METHOD = ("input_mag", "min_fgnd_frac", "analysis_tile_size", "batch_size", "device", "scheduler",
-                       "num_workers")
 
 
 def scored_region(truth_regions: MultiPolygon | None, analysis_region: MultiPolygon | None,
@@ -50,31 +46,6 @@ def scored_region(truth_regions: MultiPolygon | None, analysis_region: MultiPoly
     if not polygons:
         raise InputError("the regions of the truth annotation lie outside the analysis region or the slide")
     return MultiPolygon(polygons)
-
-
-def region_values(region: MultiPolygon) -> str:
-    """The region as the ``analysis_roi`` polygon syntax of every CLI (outer rings, ``-1,-1`` between them)."""
-    rings = [[f"{x:.1f},{y:.1f}" for x, y in polygon.exterior.coords[:-1]] for polygon in region.geoms]
-    return ",-1,-1,".join(",".join(ring) for ring in rings)
-
-
-def run_method(method: str, slide_path: str, region: MultiPolygon | None, args: argparse.Namespace,
-               folder: Path) -> Path:
-    """Run the suite's ``method`` CLI on the slide (only over ``region``); the path of its annotation."""
-    output = folder / f"{method}.anot"
-    argv = [slide_path, str(output)]
-    if region is not None:
-        argv += ["--analysis_roi", region_values(region)]
-    for name in FORWARDED_TO_METHOD:
-        argv += [f"--{name}", str(getattr(args, name))]
-    try:
-        argv += shlex.split(args.method_options)
-    except ValueError as exc:
-        raise InputError(f"method_options cannot be read: {exc}") from None
-    code = importlib.import_module(f"plugins.{method}").main(argv)
-    if code:
-        raise NucleiError(f"the method {method} failed (exit code {code}); nothing was written")
-    return output
 
 
 def evaluate_nuclei(predicted: Nuclei, truth: Nuclei, region: MultiPolygon | None, microns_per_pixel: float,
@@ -126,9 +97,8 @@ def run(args: argparse.Namespace) -> None:
     if args.inputNucleiAnnotationFile:
         source, predicted = Path(args.inputNucleiAnnotationFile).name, read_nuclei(args.inputNucleiAnnotationFile)
     else:
-        with tempfile.TemporaryDirectory(prefix="nuclei-evaluate-") as folder:
-            source = args.method
-            predicted = read_nuclei(run_method(args.method, args.inputImageFile, region, args, Path(folder)))
+        method = parse_method(args.method, args.method_options)
+        source, predicted = method.label, run_method(method, args.inputImageFile, region, args)
     agreement = evaluate_nuclei(predicted, inside_truth, region, slide.microns_per_pixel, args.match_radius,
                                 class_map)
     metrics = _metrics(args, slide, region, source, agreement)

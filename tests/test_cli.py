@@ -535,3 +535,21 @@ def test_cli_detects_crchisto_nuclei(crchisto, tmp_path):
     found = np.array([e["center"][:2] for e in json.loads(out.read_text())["elements"]])
     scores = detection_scores(found, read_points_csv(crchisto / "detection/img10.csv"), 6)
     assert scores.f1 > 0.75, scores.as_dict()
+
+
+MODEL_CLIS_AND_WEIGHTS = {"UDNetDetection": "r2unet_nuclei.pt", "R2UNetSegmentation": "udnet_crchisto.pt",
+                          "DCRNClassification": "udnet_crchisto.pt", "CascadeGCNDetection": "dcrn_crchisto.pt"}
+
+
+@pytest.mark.parametrize("name", list(MODEL_CLIS_AND_WEIGHTS))
+def test_weights_of_another_architecture_are_a_one_line_error(name, tmp_path, capfd):
+    from plugins.__main__ import main as entry
+
+    slide = tmp_path / "tile.png"
+    Image.fromarray(_tissue_like(128, 128)).save(slide)
+    weights = ROOT / "nuclei_core" / "models" / "weights" / MODEL_CLIS_AND_WEIGHTS[name]
+    code = entry([name, str(slide), str(tmp_path / "out.anot"), "--input_mag", "20", "--model_weights", str(weights)])
+    err = capfd.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert _last_line(err).startswith(f"{name}: error: weights do not fit"), err
+    assert not (tmp_path / "out.anot").exists()

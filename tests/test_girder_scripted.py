@@ -134,3 +134,31 @@ def test_server_going_away_mid_run_is_a_one_line_error(disposable_girder, sample
     last = err.strip().splitlines()[-1]
     assert last.startswith("girder: error:") and "cannot" in last
     assert "Traceback" not in err
+
+
+def test_evaluation_against_a_pathologists_annotation_is_posted_with_its_groups(girder_server, slide_folder,
+                                                                                capsys):
+    """The truth is drawn on the item (as in HistomicsUI: a named annotation with a rectangle around it): the
+    detector's own posted nuclei minus two, plus one; the evaluation posted back has exactly those groups."""
+    client, item = girder_server.client, slide_folder["items"][0]
+    base = ["--api-url", girder_server.api_url, "--token", client.token, "--item", item]
+    assert girder_main([*base, CLI, *ROI_ARGS]) == 0
+    detected = points(our_annotations(client, item)[0])
+    x0, y0, w, h = ROI
+    extra = np.array([[x0 + 1.0, y0 + 1.0]])
+    assert np.hypot(*(detected - extra).T).min() > 10, "the added nucleus must be far from every detection"
+    truth = np.vstack([detected[2:], extra])
+    elements = [{"type": "point", "center": [float(x), float(y), 0]} for x, y in truth]
+    elements.append({"type": "rectangle", "center": [x0 + w / 2, y0 + h / 2, 0], "width": w, "height": h,
+                     "rotation": 0})
+    client.post("annotation", parameters={"itemId": item}, json={"name": "pathologist", "elements": elements})
+    assert girder_main([*base, "--truth-annotation", "pathologist", "--nuclei-from", CLI, "EvaluateNuclei"]) == 0
+    (evaluation,) = our_annotations(client, item, "EvaluateNuclei")
+    groups = [e["group"] for e in evaluation["annotation"]["elements"]]
+    n = len(detected)
+    assert [groups.count(g) for g in ("true positive", "false positive", "false negative")] == [n - 2, 2, 1]
+    detection = evaluation["annotation"]["attributes"]["metrics"]["detection"]
+    assert (detection["tp"], detection["fp"], detection["fn"]) == (n - 2, 2, 1)
+    assert girder_main([*base, "--truth-annotation", "no such annotation", "--nuclei-from", CLI,
+                        "EvaluateNuclei"]) == 2
+    assert "no annotation named 'no such annotation'" in one_error_line(capsys)

@@ -69,7 +69,10 @@ class TrainedModel(ABC):
         self.config = dict(config)
         self.device = resolve_device(device)
         self.weights_version = weights_version
-        self.network = self.build_network(self.config)
+        try:
+            self.network = self.build_network(self.config)
+        except (KeyError, TypeError, ValueError) as exc:  # a config written for another architecture
+            raise WeightsError(f"weights do not fit {self.name}: their settings lack or misstate {exc}") from None
         if state_dict is not None:
             try:
                 self.network.load_state_dict({k: v.float() for k, v in state_dict.items()})

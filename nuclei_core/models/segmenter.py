@@ -37,7 +37,7 @@ class NucleusSegmenter(NucleusModel):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return str(self.config["architecture"])
+        return str(self.config.get("architecture", "nucleus segmenter"))
 
     @staticmethod
     def build_network(config: dict[str, Any]) -> nn.Module:

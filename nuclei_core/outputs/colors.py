@@ -11,6 +11,7 @@ NAMED_COLORS: dict[str, tuple[int, int, int]] = {
     "true positive": (0, 190, 0),  # EvaluateNuclei: found and right ...
     "false positive": (255, 140, 0),  # ... found but not in the truth ...
     "false negative": (230, 0, 230),  # ... in the truth but missed
+    "consensus": (0, 230, 230),  # CompareNucleiMethods: nuclei that enough methods agree on
 }
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]

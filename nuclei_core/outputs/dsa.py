@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,8 @@ DEFAULT_MAX_ELEMENTS = 100_000
 
 
 def _element(nuclei: Nuclei, index: int, label: str, color: tuple[int, int, int]) -> dict[str, Any]:
-    user = {"score": round(float(nuclei.scores[index]), 4),
-            **{k: round(float(v[index]), 4) for k, v in nuclei.measurements.items()}}
+    user = {"score": round(float(nuclei.scores[index]), 4),  # a missing (NaN) measurement is left out: strict JSON
+            **{k: round(float(v[index]), 4) for k, v in nuclei.measurements.items() if math.isfinite(v[index])}}
     common = {"group": label, "lineColor": css_rgb(color), "lineWidth": 2, "user": user}
     if nuclei.contours is not None:
         points = [[round(float(x), 2), round(float(y), 2), 0] for x, y in nuclei.contours[index]]

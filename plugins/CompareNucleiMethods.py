@@ -1,0 +1,17 @@
+"""CompareNucleiMethods: several methods of the suite on one region, their agreement and their consensus."""
+
+from __future__ import annotations
+
+import sys
+
+from nuclei_core.cli import run_guarded
+from nuclei_core.compare import CLI_NAME, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return its exit code."""
+    return run_guarded(CLI_NAME, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
