@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
+
 from .data.points import PointAnnotatedImage
 from .metrics.detection import DetectionScores, detection_scores
 from .models.base import NucleusModel
 
 
-def score_point_detector(model: NucleusModel, images: list[PointAnnotatedImage],
-                         radius: float = 6.0) -> DetectionScores:
+def predict_centroids(model: NucleusModel, image: np.ndarray, magnification: float = 20.0) -> np.ndarray:
+    """Nucleus centres of one whole image scanned at ``magnification``, resampled to the model's own
+    magnification and back (image pixels)."""
+    scale = model.analysis_magnification / magnification
+    if scale != 1:
+        height, width = image.shape[:2]
+        image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
+    return model.predict(image[None])[0].centroids / scale
+
+
+def score_point_detector(model: NucleusModel, images: list[PointAnnotatedImage], radius: float = 6.0,
+                         magnification: float = 20.0) -> DetectionScores:
     """Micro-averaged detection scores of ``model`` over whole images (one-to-one within ``radius``)."""
-    total = DetectionScores(0, 0, 0)
-    for item in images:
-        nuclei = model.predict(item.image[None])[0]
-        total = total + detection_scores(nuclei.centroids, item.points, radius)
-    return total
+    return sum((detection_scores(predict_centroids(model, item.image, magnification), item.points, radius)
+                for item in images), DetectionScores(0, 0, 0))

@@ -313,3 +313,14 @@ def test_bad_input_gives_one_line_and_writes_nothing(case, tmp_png_slide, tmp_pa
     if case == "method that fails":
         assert "UDNetDetection: error: weights do not fit" in err  # the method's own one-line reason
     assert list(out.iterdir()) == []
+
+
+def test_method_choices_are_the_suites_method_clis():
+    import ctk_cli
+
+    from nuclei_core.cli_spec import available_clis, spec_path
+    from nuclei_core.method_runs import METHOD_CLIS
+
+    params = {p.name: p for p in ctk_cli.CLIModule(str(spec_path("EvaluateNuclei"))).parameters()}
+    assert params["method"].elements == list(METHOD_CLIS)
+    assert set(METHOD_CLIS) <= set(available_clis())
