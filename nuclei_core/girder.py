@@ -8,6 +8,9 @@ and post the nuclei to each slide's item as annotations, replacing this CLI's pr
         DCRNClassification     # classify the nuclei UDNetDetection posted earlier
     python -m nuclei_core.girder --api-url ... --token TOKEN --item ITEM_ID --truth-annotation "my nuclei" \
         EvaluateNuclei --method R2UNetSegmentation   # score a method against the pathologist's annotation
+    python -m nuclei_core.girder ... --item ITEM_ID --truth-annotation "my nuclei" --upload output_weights \
+        --upload model_card FineTuneNucleiModel        # new weights + card uploaded to the item
+    python -m nuclei_core.girder ... --item ITEM_ID UDNetDetection --model_weights girder:FILE_ID
 """
 
 from __future__ import annotations
@@ -22,10 +25,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import ctk_cli
 import girder_client
 import requests
 
+from .cli_spec import spec_path
 from .errors import InputError, NucleiError
+
+GIRDER_FILE = "girder:"  # a CLI argument naming a Girder file: girder:FILE_ID
 
 
 class GirderError(NucleiError):
@@ -143,20 +150,54 @@ def download_named(client: girder_client.GirderClient, item_id: str, name_or_id:
     found = [a["_id"] for a in listed if name_or_id in (a["_id"], a.get("annotation", {}).get("name"))]
     if not found:
         raise InputError(f"item {item_id} has no annotation named {name_or_id!r}")
-    return _save_documents(client, found, path, f"cannot download the annotation {name_or_id!r}")
+    _save_documents(client, found, path, f"cannot download the annotation {name_or_id!r}")
+    return found
+
+
+def download_girder_files(client: girder_client.GirderClient, cli_args: list[str], folder: Path) -> list[str]:
+    """``cli_args`` with every ``girder:FILE_ID`` value (e.g. ``--model_weights girder:FILE_ID``) replaced by a
+    local copy of that Girder file."""
+    resolved = []
+    for value in cli_args:
+        if value.startswith(GIRDER_FILE):
+            file_id = value[len(GIRDER_FILE):]
+            with _server_errors(f"cannot download Girder file {file_id}"):
+                local = folder / f"{file_id}-{Path(client.getFile(file_id)['name']).name}"
+                client.downloadFile(file_id, str(local))
+            value = str(local)
+        resolved.append(value)
+    return resolved
+
+
+def output_files(cli_name: str, flags: list[str], folder: Path) -> dict[str, Path]:
+    """A local path for each named file output of the CLI (its long flag without dashes), named after it."""
+    outputs = {p.longflag.lstrip("-"): p for p in cli_parameters(cli_name)
+               if p.channel == "output" and p.longflag and p.typ in ("file", "image")}
+    unknown = [f for f in flags if f not in outputs]
+    if unknown:
+        raise InputError(f"{cli_name} has no file output {', '.join(unknown)}: it has {', '.join(outputs)}")
+    return {f: folder / f"{cli_name}-{f}{(outputs[f].fileExtensions or [''])[0]}" for f in flags}
 
 
 def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, cli_args: list[str],
-                nuclei_from: str = "", truth_annotation: str = "") -> list[str]:
-    """Download the item's slide (and the nuclei ``nuclei_from`` posted, and the ``truth_annotation``), run the
-    CLI, post its result."""
+                nuclei_from: str = "", truth_annotation: str = "", uploads: tuple[str, ...] = ()) -> list[str]:
+    """Download the item's slide (and the nuclei ``nuclei_from`` posted, the ``truth_annotation`` and any
+    ``girder:FILE_ID`` argument), run the CLI, post its annotation and upload the ``uploads`` outputs to the item."""
     with tempfile.TemporaryDirectory(prefix="nuclei-girder-") as folder:
+        cli_args = download_girder_files(client, cli_args, Path(folder))
         if nuclei_from:
             given = download_nuclei(client, item["_id"], nuclei_from, Path(folder) / "given-nuclei.anot")
             cli_args = [*cli_args, "--nuclei_annotation", str(given)]
         if truth_annotation:
-            truth = download_named(client, item["_id"], truth_annotation, Path(folder) / "truth.anot")
+            truth = Path(folder) / "truth.anot"
+            annotation_ids = download_named(client, item["_id"], truth_annotation, truth)
             cli_args = [*cli_args, "--truth_annotation", str(truth)]
+            if "--source_ids" in {p.longflag for p in cli_parameters(cli_name)} and "--source_ids" not in cli_args:
+                cli_args += ["--source_ids", f"Girder item {item['_id']} ({item['name']}), annotation "
+                                             f"{', '.join(annotation_ids)}"]
+        extra_outputs = output_files(cli_name, list(uploads), Path(folder))
+        for flag, path in extra_outputs.items():
+            cli_args = [*cli_args, f"--{flag}", str(path)]
         with _server_errors(f"cannot download the slide of item {item['_id']}"):
             file_id = item["largeImage"]["fileId"]
             name = client.getFile(file_id)["name"]
@@ -164,7 +205,16 @@ def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, c
             client.downloadFile(file_id, str(slide))
         documents = run_cli(cli_name, slide, Path(folder) / "nuclei.anot",
                             [*cli_args, "--api-url", client.urlBase, "--girder-token", client.token or ""])
-    return publish(client, item["_id"], documents, cli_name)
+        posted = publish(client, item["_id"], documents, cli_name)
+        with _server_errors(f"cannot upload the outputs to item {item['_id']}"):
+            for path in extra_outputs.values():
+                client.uploadFileToItem(item["_id"], str(path))
+    return posted
+
+
+def cli_parameters(cli_name: str) -> list:
+    """The CLI's parameters as ctk_cli reads its XML spec."""
+    return list(ctk_cli.CLIModule(str(spec_path(cli_name))).parameters())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth-annotation", default="", metavar="NAME_OR_ID",
                         help="the pathologist's annotation on each item (its name, or its id) that EvaluateNuclei "
                              "scores against")
+    parser.add_argument("--upload", action="append", default=[], metavar="OUTPUT",
+                        help="also produce this file output of the CLI (its flag without dashes, e.g. output_weights, "
+                             "model_card, metrics, report) and upload it to the item; repeat for several")
     parser.add_argument("cli", help="a CLI of the suite, e.g. UDNetDetection (see python -m plugins --list_cli)")
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help="the CLI's own options (not its files)")
     args = parser.parse_args(argv)
@@ -193,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         if not items:
             raise InputError(f"folder {args.folder} holds no large image")
         for item in items:
-            ids = run_on_item(client, item, args.cli, args.cli_args, args.nuclei_from, args.truth_annotation)
+            ids = run_on_item(client, item, args.cli, args.cli_args, args.nuclei_from, args.truth_annotation,
+                              tuple(args.upload))
             print(f"{item['name']}: posted {len(ids)} annotation document(s) from {args.cli}", file=sys.stderr)
     except NucleiError as exc:
         print(f"girder: error: {exc}", file=sys.stderr)

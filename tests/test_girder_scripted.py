@@ -162,3 +162,36 @@ def test_evaluation_against_a_pathologists_annotation_is_posted_with_its_groups(
     assert girder_main([*base, "--truth-annotation", "no such annotation", "--nuclei-from", CLI,
                         "EvaluateNuclei"]) == 2
     assert "no annotation named 'no such annotation'" in one_error_line(capsys)
+
+
+def test_fine_tuning_uploads_weights_that_a_later_run_takes_by_file_id(girder_server, slide_folder, capsys):
+    """FineTuneNucleiModel on the pathologist's annotation of an item (10 steps): the weights and their card go to
+    the item, the card names the item and the annotation, and UDNetDetection then runs with girder:FILE_ID."""
+    client, item = girder_server.client, slide_folder["items"][1]
+    base = ["--api-url", girder_server.api_url, "--token", client.token, "--item", item]
+    region = [800, 800, 600, 600]
+    assert girder_main([*base, CLI, "--analysis_roi", ",".join(map(str, region))]) == 0
+    detected = points(our_annotations(client, item)[0])
+    x0, y0, w, h = region
+    elements = [{"type": "point", "center": [float(x), float(y), 0]} for x, y in detected[5:]]
+    elements.append({"type": "rectangle", "center": [x0 + w / 2, y0 + h / 2, 0], "width": w, "height": h,
+                     "rotation": 0})
+    annotation = client.post("annotation", parameters={"itemId": item},
+                             json={"name": "lab nuclei", "elements": elements})
+    assert girder_main([*base, "--truth-annotation", "lab nuclei", "--upload", "output_weights", "--upload",
+                        "model_card", "FineTuneNucleiModel", "--steps", "10"]) == 0
+    files = {f["name"]: f for f in client.get(f"item/{item}/files", parameters={"limit": 0})}
+    weights_name = "FineTuneNucleiModel-output_weights.pt"
+    assert weights_name in files and "FineTuneNucleiModel-model_card.md" in files
+    card = b"".join(client.downloadFileAsIterator(files["FineTuneNucleiModel-model_card.md"]["_id"])).decode()
+    assert item in card and annotation["_id"] in card
+    (evaluation,) = our_annotations(client, item, "FineTuneNucleiModel")
+    assert {e["group"] for e in evaluation["annotation"]["elements"]} <= {"true positive", "false positive",
+                                                                          "false negative"}
+    assert girder_main([*base, CLI, *ROI_ARGS, "--model_weights", f"girder:{files[weights_name]['_id']}"]) == 0
+    (detection,) = our_annotations(client, item)
+    assert "fine-tuned" in detection["annotation"]["attributes"]["weights_version"]
+    assert girder_main([*base, CLI, *ROI_ARGS, "--model_weights", "girder:0123456789abcdef01234567"]) == 2
+    assert "cannot download Girder file" in one_error_line(capsys)
+    assert girder_main([*base, "--upload", "nonsense", CLI]) == 2
+    assert "has no file output nonsense" in one_error_line(capsys)

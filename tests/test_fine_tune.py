@@ -1,0 +1,153 @@
+"""FineTuneNucleiModel: cells from annotated regions, the held-out split, a short real fine-tuning run through the
+CLI (tiny: 10 steps), the new weights used by another CLI, and bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from nuclei_core.agreement import MATCH_CLASSES
+from nuclei_core.errors import InputError
+from nuclei_core.models.udnet import WEIGHTS_BY_TRAINING_SET, UDNet
+from nuclei_core.nuclei import Nuclei
+from nuclei_core.slide import Slide
+from nuclei_core.training.slide_cells import hold_out, region_cells
+from plugins.FineTuneNucleiModel import main as fine_tune_main
+from plugins.UDNetDetection import main as udnet_main
+
+ROI = (800, 800, 600, 600)  # tissue on CMU-1-Small-Region.svs (20x): 2 x 2 cells of 300 px
+
+
+def truth_points(xy) -> Nuclei:
+    return Nuclei(np.asarray(xy, float), np.ones(len(xy)))
+
+
+def test_regions_are_cut_into_cells_with_their_points_at_the_model_scale(tmp_png_slide):
+    path = tmp_png_slide(np.full((700, 1300, 3), 180, np.uint8))
+    slide = Slide(path, input_mag=40)  # model at 20x: half the base pixels
+    truth = truth_points([[10, 10], [700, 100], [1100, 500], [1250, 650]])
+    cells = region_cells(slide, truth, MultiPolygon([box(0, 0, 1200, 600)]), 20, cell=256, smallest=128)
+    assert [c.bounds for c in cells] == [(0, 0, 600, 600), (600, 0, 600, 600)]  # 1200 x 600 base = 600 x 300 at 20x
+    assert cells[0].item.image.shape == (300, 300, 3)
+    np.testing.assert_allclose(cells[0].item.points, [[5, 5]])
+    np.testing.assert_allclose(cells[1].item.points, [[50, 50], [250, 250]])
+    triangle = MultiPolygon([Polygon([(0, 0), (1200, 0), (0, 600)])])  # no cell lies 95 % inside it
+    assert region_cells(slide, truth, triangle, 20, cell=256, smallest=128) == []
+    assert region_cells(slide, truth, MultiPolygon([box(0, 0, 200, 200)]), 20, cell=256, smallest=128) == []
+
+
+def test_held_out_cells_are_seeded_and_disjoint():
+    cells = list(range(10))
+    training, held = hold_out(cells, 0.2, seed=3)
+    assert len(held) == 2 and sorted(training + held) == cells
+    assert hold_out(cells, 0.2, seed=3) == (training, held)
+    assert hold_out(cells[:2], 0.5, 0)[0] and hold_out(cells[:2], 0.5, 0)[1]
+    with pytest.raises(InputError, match="draw larger regions"):
+        hold_out(cells[:1], 0.2, 0)
+
+
+def file_hash(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def own_detections(sample_svs, tmp_path_factory):
+    """UD-Net's nuclei on the ROI, found by UDNetDetection: the stand-in for a pathologist's points."""
+    path = tmp_path_factory.mktemp("truth") / "udnet.anot"
+    assert udnet_main([str(sample_svs), str(path), "--analysis_roi", ",".join(map(str, ROI))]) == 0
+    return json.loads(path.read_text())["elements"]
+
+
+def write_truth(path, elements, regions=(ROI,)):
+    rectangles = [{"type": "rectangle", "center": [x + w / 2, y + h / 2, 0], "width": w, "height": h,
+                   "rotation": 0} for x, y, w, h in regions]
+    path.write_text(json.dumps({"name": "mine", "elements": [*elements, *rectangles]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(sample_svs, own_detections, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fine_tune")
+    truth = write_truth(folder / "mine.anot", own_detections[10:])  # a "pathologist" who disagrees a little
+    shipped = file_hash(WEIGHTS_BY_TRAINING_SET["Multi-organ"])
+    code = fine_tune_main([str(sample_svs), str(folder / "held_out.anot"), "--truth_annotation", str(truth),
+                           "--output_weights", str(folder / "mine.pt"), "--steps", "10", "--held_out_fraction",
+                           "0.25", "--source_ids", "item 0123 / annotation 4567"])
+    assert code == 0
+    assert file_hash(WEIGHTS_BY_TRAINING_SET["Multi-organ"]) == shipped, "the shipped weights must not change"
+    return folder
+
+
+def test_fine_tuning_writes_new_weights_and_their_card(fine_tuned):
+    new = torch.load(fine_tuned / "mine.pt", weights_only=False)
+    base = torch.load(WEIGHTS_BY_TRAINING_SET["Multi-organ"], weights_only=False)
+    assert new["state_dict"].keys() == base["state_dict"].keys()
+    changed = [k for k in base["state_dict"] if not torch.equal(new["state_dict"][k], base["state_dict"][k])]
+    assert changed, "ten steps of Adam must move the weights"
+    assert new["state_dict"][changed[0]].dtype == torch.float16
+    card = (fine_tuned / "mine.md").read_text()
+    for expected in ("UD-Net multi-organ", "udnet_multiorgan.pt", "CMU-1-Small-Region.svs", "mine.anot",
+                     "item 0123 / annotation 4567", "| base |", "| **fine-tuned** |", "3 / 1"):
+        assert expected in card, expected
+
+
+def test_held_out_annotation_shows_matches_inside_the_held_out_cell(fine_tuned):
+    document = json.loads((fine_tuned / "held_out.anot").read_text())
+    groups = {e["group"] for e in document["elements"]}
+    assert groups and groups <= set(MATCH_CLASSES)
+    centres = np.array([e["center"][:2] for e in document["elements"]])
+    x, y, w, h = ROI
+    quadrant = np.floor((centres - [x, y]) / [w / 2, h / 2])
+    assert ((quadrant >= 0) & (quadrant <= 1)).all()
+    assert len(np.unique(quadrant, axis=0)) == 1, "everything lies in the one held-out cell"
+    metrics = document["attributes"]["metrics"]
+    after = metrics["held_out_after"]
+    assert after["tp"] + after["fn"] == metrics["held_out_before"]["tp"] + metrics["held_out_before"]["fn"]
+
+
+def test_new_weights_are_chosen_by_the_detector_cli(fine_tuned, sample_svs):
+    model = UDNet.from_weights(fine_tuned / "mine.pt")
+    assert model.config["threshold"] is not None
+    out = fine_tuned / "with_new_weights.anot"
+    assert udnet_main([str(sample_svs), str(out), "--analysis_roi", "900,900,200,200", "--model_weights",
+                       str(fine_tuned / "mine.pt")]) == 0
+    document = json.loads(out.read_text())
+    assert document["elements"] and "mine.pt" in json.dumps(document["attributes"]["parameters"])
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no regions", "has no regions"),
+    ("small regions", "cell(s) of training size"),
+    ("no output weights", "--output_weights"),
+    ("base weights of another model", "weights do not fit"),
+    ("analysis_roi", "leave analysis_roi empty"),
+    ("bad more_slides", "columns slide,annotation"),
+])
+def test_bad_input_gives_one_line_and_writes_nothing(case, message, sample_svs, own_detections, tmp_path, capfd):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    out.mkdir()
+    truth = write_truth(inputs / "mine.anot", own_detections,
+                        {"no regions": (), "small regions": ((800, 800, 100, 100),)}.get(case, (ROI,)))
+    argv = [str(sample_svs), str(out / "held_out.anot"), "--truth_annotation", str(truth), "--steps", "10"]
+    if case != "no output weights":
+        argv += ["--output_weights", str(out / "mine.pt")]
+    if case == "base weights of another model":
+        from nuclei_core.models.nucleus_classifier import DEFAULT_WEIGHTS
+        argv += ["--base_weights", str(DEFAULT_WEIGHTS["DCRN"])]
+    if case == "analysis_roi":
+        argv += ["--analysis_roi", "800,800,600,600"]
+    if case == "bad more_slides":
+        (inputs / "more.csv").write_text("image,points\na.svs,a.anot\n")
+        argv += ["--more_slides", str(inputs / "more.csv")]
+    assert fine_tune_main(argv) == 2
+    err = capfd.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("FineTuneNucleiModel: error:") and message in line, line
+    assert "Traceback" not in err
+    assert list(out.iterdir()) == []
