@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import table, write_result  # noqa: E402
 from nuclei_core.data.public_sets import SHARED_DATA, TILE_SETS, centroids, load_point_set, tile_set_names  # noqa: E402
 from nuclei_core.evaluation import score_point_detector  # noqa: E402
-from nuclei_core.fine_tune import BASE_MODELS, AnnotatedSlide, FineTuneSettings, fine_tune_detector  # noqa: E402
+from nuclei_core.fine_tune import BASE_MODELS, AnnotatedSlide, FineTuneSettings, fine_tune  # noqa: E402
 from nuclei_core.models.udnet import UDNet  # noqa: E402
 
 
@@ -44,14 +44,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
     parser.add_argument("--images", type=int, default=2, help="MoNuSeg training images used as the lab's slides")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--base", default="UD-Net colorectal", choices=list(BASE_MODELS))
+    parser.add_argument("--base", default="UD-Net colorectal", choices=[n for n in BASE_MODELS if "UD-Net" in n])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         slides = lab_slides(args.data, args.images, Path(folder))
         started = time.time()
-        result = fine_tune_detector(slides, args.base, FineTuneSettings(steps=args.steps))
+        result = fine_tune(slides, args.base, FineTuneSettings(steps=args.steps))
         seconds = time.time() - started
-    base = UDNet.from_weights(BASE_MODELS[args.base])
+    base = UDNet.from_weights(BASE_MODELS[args.base][1])
     test_sets = {name: load_point_set(name, "test", args.data) for name in ("monuseg", "crchisto")}
     rows = []
     for label, model in (("base", base), ("fine-tuned", result.model)):
@@ -63,8 +63,8 @@ def main() -> None:
         held = result.total(result.before if label == "base" else result.after)
         row["held-out cells F1"] = held.f1
         rows.append(row)
-    training_nuclei = sum(len(c.item.points) for s in result.slides for c in s.training)
-    held_nuclei = sum(len(c.item.points) for s in result.slides for c in s.held_out)
+    training_nuclei = sum(len(c.points) for s in result.slides for c in s.training)
+    held_nuclei = sum(len(c.points) for s in result.slides for c in s.held_out)
     body = (f"Lab slides: {args.images} MoNuSeg training images (40x), {training_nuclei} annotated nuclei in the "
             f"training cells, {held_nuclei} in the held-out cells. {args.steps} steps of fine-tuning took "
             f"{result.minutes:.1f} min of training and {seconds / 60:.1f} min in all (held-out scoring through the "

@@ -1,8 +1,8 @@
-"""Fine-tune a shipped detector on a pathologist's annotated regions, scored before and after on a held-out part.
+"""Fine-tune a shipped model on a pathologist's annotated regions, scored before and after on a held-out part:
+UD-Net from points, R2U-Net / U-Net from outlines.
 
-    from nuclei_core.fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune_detector
-    result = fine_tune_detector([AnnotatedSlide("slide.svs", "mine.anot")], "UD-Net multi-organ",
-                                FineTuneSettings(steps=300))
+    from nuclei_core.fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune
+    result = fine_tune([AnnotatedSlide("slide.svs", "mine.anot")], "UD-Net multi-organ", FineTuneSettings(steps=300))
     result.model.save("my_udnet.pt", version="my-lab-1"); print(model_card(result, "my_udnet.pt"))
 
 The regions (rectangles, or outlines labelled ROI) are where every nucleus is marked; they are cut into cells
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Callable
 
 from shapely.geometry import MultiPolygon, box
-from torch import nn
 
 from . import __version__
 from .agreement import Agreement
@@ -28,16 +27,23 @@ from .engine import EngineSettings, ModelSpec, analyse_slide
 from .errors import InputError
 from .evaluate import evaluate_nuclei
 from .metrics.detection import DetectionScores
+from .models.base import NucleusModel
+from .models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
+from .models.udnet import WEIGHTS_BY_TRAINING_SET
 from .nuclei import Nuclei
-from .models.udnet import WEIGHTS_BY_TRAINING_SET, UDNet
 from .outputs.readers import read_nuclei_and_regions
 from .slide import Slide
+from .training.fine_tuning_kinds import DetectorFineTuning, FineTuning, SegmenterFineTuning
 from .training.slide_cells import Cell, hold_out, region_cells
-from .training.train_udnet import make_sampler, make_validator
 from .training.trainer import TrainSettings, train
 
-BASE_MODELS = {"UD-Net multi-organ": WEIGHTS_BY_TRAINING_SET["Multi-organ"],
-               "UD-Net colorectal": WEIGHTS_BY_TRAINING_SET["Colorectal"]}
+TUNED = ("threshold", "min_distance", "foreground_threshold", "marker_threshold", "min_area")
+BASE_MODELS: dict[str, tuple[FineTuning, Path]] = {
+    "UD-Net multi-organ": (DetectorFineTuning(), WEIGHTS_BY_TRAINING_SET["Multi-organ"]),
+    "UD-Net colorectal": (DetectorFineTuning(), WEIGHTS_BY_TRAINING_SET["Colorectal"]),
+    "R2U-Net": (SegmenterFineTuning(), SEGMENTER_WEIGHTS["R2U-Net"]),
+    "U-Net": (SegmenterFineTuning(), SEGMENTER_WEIGHTS["U-Net"]),
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,8 @@ class SlideCells:
 class FineTuneResult:
     """The fine-tuned model, its data, and the held-out scores of the base and the fine-tuned weights."""
 
-    model: UDNet
+    model: NucleusModel
+    kind: FineTuning
     base: str
     base_weights: Path
     slides: list[SlideCells]
@@ -101,12 +108,15 @@ class FineTuneResult:
         return sum((a.detection for a in agreements if a is not None), DetectionScores())
 
 
-def _cells(annotated: list[AnnotatedSlide], magnification: float, settings: FineTuneSettings,
+def _cells(annotated: list[AnnotatedSlide], base: str, magnification: float, settings: FineTuneSettings,
            region_label: str) -> list[SlideCells]:
     opened = []
     for item in annotated:
         slide = Slide(item.slide, item.input_mag)
         truth, regions = read_nuclei_and_regions(item.truth, region_label)
+        if BASE_MODELS[base][0].learns_from == "outlines" and truth.contours is None:
+            raise InputError(f"{base} learns from nucleus outlines, but {Path(item.truth).name} "
+                             "holds points: outline the nuclei, or fine-tune UD-Net")
         if regions is None:
             raise InputError(f"{Path(item.truth).name} has no regions: draw rectangles (or outlines labelled "
                              f"{region_label}) around the areas where every nucleus is marked")
@@ -118,12 +128,13 @@ def _cells(annotated: list[AnnotatedSlide], magnification: float, settings: Fine
     for index, slide in enumerate(opened):
         slide.held_out = [c for i, c in every if i == index and id(c) in chosen]
         slide.training = [c for i, c in every if i == index and id(c) not in chosen]
-    if not sum(len(c.item.points) for c in training):
+    if not sum(len(c.points) for c in training):
         raise InputError("the training cells hold no annotated nucleus")
     return opened
 
 
-def _held_out_scores(slides: list[SlideCells], weights: Path, settings: FineTuneSettings) -> list[Agreement | None]:
+def _held_out_scores(slides: list[SlideCells], model_class: type[NucleusModel], weights: Path,
+                     settings: FineTuneSettings) -> list[Agreement | None]:
     """Each slide's held-out cells analysed by the engine with ``weights`` and scored against the truth."""
     scores = []
     for cells in slides:
@@ -131,44 +142,46 @@ def _held_out_scores(slides: list[SlideCells], weights: Path, settings: FineTune
         if region is None:
             scores.append(None)
             continue
-        spec = ModelSpec(UDNet, str(weights), settings.device)
+        spec = ModelSpec(model_class, str(weights), settings.device)
         result = analyse_slide(cells.slide, spec, region, EngineSettings(min_fgnd_frac=0.0, show_progress=False))
         scores.append(evaluate_nuclei(result.nuclei, cells.truth, region, cells.slide.microns_per_pixel,
                                       settings.match_radius_um))
     return scores
 
 
-def fine_tune_detector(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSettings,
-                       base_weights: str | Path | None = None, region_label: str = "ROI",
-                       log: Callable[[str], None] = print) -> FineTuneResult:
-    """Fine-tune UD-Net (``base`` of :data:`BASE_MODELS`, or ``base_weights``) on the annotated slides."""
+def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSettings,
+              base_weights: str | Path | None = None, region_label: str = "ROI",
+              log: Callable[[str], None] = print) -> FineTuneResult:
+    """Fine-tune ``base`` (a name of :data:`BASE_MODELS`; ``base_weights`` replace its shipped weights) on the
+    annotated slides."""
     if base not in BASE_MODELS:
         raise InputError(f"unknown base model {base!r}: choose from {', '.join(BASE_MODELS)}")
-    weights = Path(base_weights or BASE_MODELS[base])
-    model = UDNet.from_weights(weights, settings.device)
-    slides = _cells(annotated, model.analysis_magnification, settings, region_label)
-    training = [c.item for s in slides for c in s.training]
-    held_out = [c.item for s in slides for c in s.held_out]
-    log(f"{len(training)} training cells ({sum(len(i.points) for i in training)} nuclei), {len(held_out)} held out "
-        f"({sum(len(i.points) for i in held_out)} nuclei)")
+    kind, shipped = BASE_MODELS[base]
+    weights = Path(base_weights or shipped)
+    model = kind.model_class.from_weights(weights, settings.device)
+    slides = _cells(annotated, base, model.analysis_magnification, settings, region_label)
+    training = [c for s in slides for c in s.training]
+    held_out = [c for s in slides for c in s.held_out]
+    log(f"{len(training)} training cells ({sum(len(c.points) for c in training)} nuclei), {len(held_out)} held out "
+        f"({sum(len(c.points) for c in held_out)} nuclei)")
     started = time.time()
     radius = settings.match_radius_um * model.analysis_magnification / 10  # um -> px at the model's magnification
-    sampler = make_sampler(training, settings.patch, settings.batch_size, int(model.config.get("target_radius", 3)),
-                           float(model.config.get("target_sigma", 2.0)), settings.stain_jitter)
     with tempfile.TemporaryDirectory(prefix="nuclei-finetune-") as folder:
         run = TrainSettings(steps=settings.steps, learning_rate=settings.learning_rate,
                             eval_every=min(settings.eval_every, settings.steps), seed=settings.seed,
                             checkpoint=Path(folder) / "run.ckpt", final_learning_rate=settings.learning_rate / 10,
                             device=str(model.device))
-        state = train(model.network, sampler, nn.MSELoss(), make_validator(model, held_out, radius), run, log=log)
+        state = train(model.network, kind.sampler(model, training, settings.patch, settings.batch_size,
+                                                  settings.stain_jitter),
+                      kind.loss, kind.validator(model, held_out, radius), run, log=log)
         model.network.load_state_dict(state["best_state"])
-        model.config.update(state["best_extra"])
+        kind.finish(model, held_out, state["best_extra"])
         tuned = Path(folder) / f"fine-tuned-{time.time_ns()}.pt"  # a new name: the engine caches models by path
         model.save(tuned, version="fine-tuned")
         minutes = (time.time() - started) / 60
-        before = _held_out_scores(slides, weights, settings)
-        after = _held_out_scores(slides, tuned, settings)
-    return FineTuneResult(model, base, weights, slides, before, after, settings, minutes, state["history"])
+        before = _held_out_scores(slides, kind.model_class, weights, settings)
+        after = _held_out_scores(slides, kind.model_class, tuned, settings)
+    return FineTuneResult(model, kind, base, weights, slides, before, after, settings, minutes, state["history"])
 
 
 def _scores_row(label: str, scores: DetectionScores) -> str:
@@ -181,10 +194,16 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
     s = result.settings
     rows = "\n".join(
         f"| {Path(c.annotated.slide).name} | {Path(c.annotated.truth).name} | {c.annotated.source or '-'} | "
-        f"{len(c.training)} / {len(c.held_out)} | {sum(len(x.item.points) for x in c.training)} / "
-        f"{sum(len(x.item.points) for x in c.held_out)} |" for c in result.slides)
+        f"{len(c.training)} / {len(c.held_out)} | {sum(len(x.points) for x in c.training)} / "
+        f"{sum(len(x.points) for x in c.held_out)} |" for c in result.slides)
     before, after = result.total(result.before), result.total(result.after)
-    return f"""# Model card: fine-tuned UD-Net (`{weights_name}`)
+    outlines = "".join(f"| {label} | " + " | ".join(f"{a.outlines[k]:.3f}" for k in ("dice", "aji", "pq")) + " |\n"
+                       for label, a in (("base", result.before[0]), ("**fine-tuned**", result.after[0]))
+                       if a is not None and a.outlines is not None)
+    if outlines:
+        outlines = ("\nOutlines on the first slide's held-out cells:\n\n| weights | Dice | AJI | PQ |\n|---|---|---|---|\n"
+                    + outlines)
+    return f"""# Model card: fine-tuned {result.model.name} (`{weights_name}`)
 
 | | |
 |---|---|
@@ -192,7 +211,7 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
 | Fine-tuned | {datetime.date.today().isoformat()}, nuclei_core {__version__}, {result.model.device}, {result.minutes:.1f} min |
 | Settings | {s.steps} steps, Adam, learning rate {s.learning_rate:g} with cosine decay, batch {s.batch_size} of {s.patch}x{s.patch} crops at {result.model.analysis_magnification:g}x, dihedral + colour + HED stain jitter {s.stain_jitter:g}, seed {s.seed} |
 | Held out | a seeded {s.held_out:.0%} of the region cells (about {s.cell} px at {result.model.analysis_magnification:g}x): checkpoint and threshold chosen on it, then scored below |
-| Detection settings | threshold {result.model.config.get('threshold')}, min_distance {result.model.config.get('min_distance')} px (tuned on the held-out cells) |
+| Post-processing | {", ".join(f"{k} {result.model.config[k]}" for k in TUNED if k in result.model.config)} (tuned on the held-out cells) |
 | Licence | as the base weights (research use only); the annotations belong to the lab that drew them |
 
 ## Slides and annotations
@@ -207,12 +226,12 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
 |---|---|---|---|---|---|---|
 {_scores_row("base", before)}
 {_scores_row("**fine-tuned**", after)}
-
+{outlines}
 The held-out cells also chose the checkpoint and the threshold, so these figures favour the fine-tuned weights
 a little; score them on other annotated regions with EvaluateNuclei (`--method_options "--model_weights
 {weights_name}"`).
 
 ## Use
 
-`UDNetDetection --model_weights {weights_name}`, `DCRNClassification --detector_weights {weights_name}`.
+{result.kind.usage(weights_name)}.
 """

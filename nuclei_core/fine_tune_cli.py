@@ -15,7 +15,7 @@ from .agreement import MATCH_CLASSES
 from .cli import check_constraints, write_nuclei_outputs
 from .cli_spec import spec_path
 from .errors import InputError
-from .fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune_detector, model_card
+from .fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune, model_card
 from .models.base import resolve_device
 from .nuclei import Nuclei
 from .outputs.atomic import check_writable
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
     settings = FineTuneSettings(steps=args.steps, learning_rate=args.learning_rate, held_out=args.held_out_fraction,
                                 match_radius_um=args.match_radius, seed=args.seed,
                                 device=str(resolve_device(args.device)))
-    result = fine_tune_detector(slides, args.base_model, settings, args.base_weights or None, args.region_label,
+    result = fine_tune(slides, args.base_model, settings, args.base_weights or None, args.region_label,
                                 log=lambda line: print(f"{CLI_NAME}: {line}", file=sys.stderr, flush=True))
     version = f"{Path(args.outputModelWeights).stem} (fine-tuned {args.base_model}, {datetime.date.today()})"
     first = result.slides[0]

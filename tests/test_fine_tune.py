@@ -33,12 +33,23 @@ def test_regions_are_cut_into_cells_with_their_points_at_the_model_scale(tmp_png
     truth = truth_points([[10, 10], [700, 100], [1100, 500], [1250, 650]])
     cells = region_cells(slide, truth, MultiPolygon([box(0, 0, 1200, 600)]), 20, cell=256, smallest=128)
     assert [c.bounds for c in cells] == [(0, 0, 600, 600), (600, 0, 600, 600)]  # 1200 x 600 base = 600 x 300 at 20x
-    assert cells[0].item.image.shape == (300, 300, 3)
-    np.testing.assert_allclose(cells[0].item.points, [[5, 5]])
-    np.testing.assert_allclose(cells[1].item.points, [[50, 50], [250, 250]])
+    assert cells[0].image.shape == (300, 300, 3)
+    np.testing.assert_allclose(cells[0].points, [[5, 5]])
+    np.testing.assert_allclose(cells[1].points, [[50, 50], [250, 250]])
     triangle = MultiPolygon([Polygon([(0, 0), (1200, 0), (0, 600)])])  # no cell lies 95 % inside it
     assert region_cells(slide, truth, triangle, 20, cell=256, smallest=128) == []
     assert region_cells(slide, truth, MultiPolygon([box(0, 0, 200, 200)]), 20, cell=256, smallest=128) == []
+
+
+def test_outlined_truth_becomes_a_label_map_at_the_model_scale(tmp_png_slide):
+    slide = Slide(tmp_png_slide(np.full((400, 400, 3), 180, np.uint8)), input_mag=20)  # a 40x model: twice the px
+    square = np.array([[10, 10], [30, 10], [30, 30], [10, 30]], float)
+    truth = Nuclei(np.array([[20, 20], [395, 395]]), np.ones(2), contours=[square, square + 375])
+    (cell,) = region_cells(slide, truth, MultiPolygon([box(0, 0, 200, 200)]), 40, cell=400, smallest=128)
+    assert cell.labels.shape == cell.image.shape[:2] == (400, 400)
+    assert set(np.unique(cell.labels)) == {0, 1}  # the second outline lies outside the cell
+    ys, xs = np.nonzero(cell.labels == 1)
+    assert (xs.min(), xs.max(), ys.min(), ys.max()) == (20, 60, 20, 60)
 
 
 def test_held_out_cells_are_seeded_and_disjoint():
@@ -120,8 +131,29 @@ def test_new_weights_are_chosen_by_the_detector_cli(fine_tuned, sample_svs):
     assert document["elements"] and "mine.pt" in json.dumps(document["attributes"]["parameters"])
 
 
+def test_segmenter_fine_tunes_on_outlines(sample_svs, tmp_path):
+    from plugins.R2UNetSegmentation import main as segment_main
+
+    region = (800, 800, 300, 300)
+    outlines = tmp_path / "outlines.anot"
+    assert segment_main([str(sample_svs), str(outlines), "--architecture", "U-Net", "--analysis_roi",
+                         ",".join(map(str, region))]) == 0
+    elements = json.loads(outlines.read_text())["elements"]
+    truth = write_truth(tmp_path / "mine.anot", elements, [region])
+    code = fine_tune_main([str(sample_svs), str(tmp_path / "held_out.anot"), "--truth_annotation", str(truth),
+                           "--base_model", "U-Net", "--output_weights", str(tmp_path / "unet.pt"), "--steps", "10"])
+    assert code == 0
+    card = (tmp_path / "unet.md").read_text()
+    assert "fine-tuned U-Net" in card and "| Dice | AJI | PQ |" in card and "R2UNetSegmentation" in card
+    held_out = json.loads((tmp_path / "held_out.anot").read_text())["elements"]
+    assert held_out and {e["type"] for e in held_out} == {"polyline"}
+    config = torch.load(tmp_path / "unet.pt", weights_only=False)["config"]
+    assert config["architecture"] == "U-Net" and 0 < config["foreground_threshold"] < 1
+
+
 @pytest.mark.parametrize("case, message", [
     ("no regions", "has no regions"),
+    ("points for a segmenter", "learns from nucleus outlines"),
     ("small regions", "cell(s) of training size"),
     ("no output weights", "--output_weights"),
     ("base weights of another model", "weights do not fit"),
@@ -140,6 +172,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(case, message, sample_svs, 
     if case == "base weights of another model":
         from nuclei_core.models.nucleus_classifier import DEFAULT_WEIGHTS
         argv += ["--base_weights", str(DEFAULT_WEIGHTS["DCRN"])]
+    if case == "points for a segmenter":
+        argv += ["--base_model", "R2U-Net"]
     if case == "analysis_roi":
         argv += ["--analysis_roi", "800,800,600,600"]
     if case == "bad more_slides":

@@ -1,15 +1,16 @@
 """Training images from a pathologist's annotated regions on a slide: each region cut into cells of about equal
-size, read at the model's magnification with the truth points inside, and a seeded held-out share of the cells."""
+size, read at the model's magnification with the truth inside (points, and a label map when the truth is
+outlines), and a seeded held-out share of the cells."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from shapely.geometry import MultiPolygon, box
 
 from ..agreement import inside
-from ..data.points import PointAnnotatedImage
 from ..errors import InputError
 from ..nuclei import Nuclei
 from ..slide import Slide
@@ -19,11 +20,25 @@ INSIDE_SHARE = 0.95  # a cell counts when this share of it lies inside a region 
 
 @dataclass(frozen=True)
 class Cell:
-    """One cell of a region: its box in the slide's base pixels and its image and truth at the model's scale."""
+    """One cell of a region: its box in the slide's base pixels, and its image and truth at the model's scale."""
 
-    slide_path: str
+    name: str
     bounds: tuple[int, int, int, int]  # left, top, width, height in base pixels
-    item: PointAnnotatedImage
+    image: np.ndarray
+    points: np.ndarray  # (N, 2) x,y nucleus centres in cell pixels
+    labels: np.ndarray | None  # instance label map (0 = background) when the truth is outlines
+
+
+def _label_map(truth: Nuclei, origin: tuple[float, float], scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """The truth outlines that reach into the cell, drawn as instances 1, 2, ... in cell pixels."""
+    labels = np.zeros(shape, np.int32)
+    height, width = shape
+    for number, contour in enumerate(truth.contours, start=1):
+        ring = (np.asarray(contour) - origin) * scale
+        if ring[:, 0].max() < 0 or ring[:, 1].max() < 0 or ring[:, 0].min() >= width or ring[:, 1].min() >= height:
+            continue
+        cv2.fillPoly(labels, [np.round(ring).astype(np.int32)], number)
+    return labels
 
 
 def region_cells(slide: Slide, truth: Nuclei, region: MultiPolygon, magnification: float, cell: int,
@@ -45,12 +60,12 @@ def region_cells(slide: Slide, truth: Nuclei, region: MultiPolygon, magnificatio
                 bounds = (int(left), int(top), int(right - left), int(bottom - top))
                 image = slide.read(*bounds, scale)
                 points = (inside(truth, MultiPolygon([square])).centroids - (left, top)) * scale
-                cells.append(Cell(str(slide.path), bounds, PointAnnotatedImage(
-                    f"{slide.path}:{bounds}", image, points)))
+                labels = None if truth.contours is None else _label_map(truth, (left, top), scale, image.shape[:2])
+                cells.append(Cell(f"{slide.path}:{bounds}", bounds, image, points, labels))
     return cells
 
 
-def hold_out(cells: list[Cell], share: float, seed: int) -> tuple[list[Cell], list[Cell]]:
+def hold_out(cells: list, share: float, seed: int) -> tuple[list, list]:
     """A seeded split of the cells into (training, held out), at least one of each."""
     if len(cells) < 2:
         raise InputError(f"the regions give {len(cells)} cell(s) of training size: draw larger regions, or more")
