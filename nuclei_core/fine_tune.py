@@ -102,6 +102,7 @@ class FineTuneResult:
     settings: FineTuneSettings
     minutes: float
     history: list[dict]
+    best_step: int  # 0: no fine-tuned checkpoint beat the base weights on the held-out cells
 
     @staticmethod
     def total(agreements: list[Agreement | None]) -> DetectionScores:
@@ -170,7 +171,7 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
         run = TrainSettings(steps=settings.steps, learning_rate=settings.learning_rate,
                             eval_every=min(settings.eval_every, settings.steps), seed=settings.seed,
                             checkpoint=Path(folder) / "run.ckpt", final_learning_rate=settings.learning_rate / 10,
-                            device=str(model.device))
+                            device=str(model.device), validate_at_start=True)
         state = train(model.network, kind.sampler(model, training, settings.patch, settings.batch_size,
                                                   settings.stain_jitter),
                       kind.loss, kind.validator(model, held_out, radius), run, log=log)
@@ -181,7 +182,8 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
         minutes = (time.time() - started) / 60
         before = _held_out_scores(slides, kind.model_class, weights, settings)
         after = _held_out_scores(slides, kind.model_class, tuned, settings)
-    return FineTuneResult(model, kind, base, weights, slides, before, after, settings, minutes, state["history"])
+    return FineTuneResult(model, kind, base, weights, slides, before, after, settings, minutes, state["history"],
+                          best_step=next(r["step"] for r in state["history"] if r["score"] == state["best_score"]))
 
 
 def _scores_row(label: str, scores: DetectionScores) -> str:
@@ -203,6 +205,9 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
     if outlines:
         outlines = ("\nOutlines on the first slide's held-out cells:\n\n| weights | Dice | AJI | PQ |\n|---|---|---|---|\n"
                     + outlines)
+    kept = (f"the checkpoint of step {result.best_step}, the best on the held-out cells" if result.best_step else
+            "**the base weights**: no fine-tuned checkpoint beat them on the held-out cells (only the post-processing "
+            "settings were re-tuned on your cells); more annotated regions may help")
     return f"""# Model card: fine-tuned {result.model.name} (`{weights_name}`)
 
 | | |
@@ -210,6 +215,7 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
 | Base model | {result.base} (`{result.base_weights.name}`; its own model card describes its training data and licence) |
 | Fine-tuned | {datetime.date.today().isoformat()}, nuclei_core {__version__}, {result.model.device}, {result.minutes:.1f} min |
 | Settings | {s.steps} steps, Adam, learning rate {s.learning_rate:g} with cosine decay, batch {s.batch_size} of {s.patch}x{s.patch} crops at {result.model.analysis_magnification:g}x, dihedral + colour + HED stain jitter {s.stain_jitter:g}, seed {s.seed} |
+| Kept | {kept} |
 | Held out | a seeded {s.held_out:.0%} of the region cells (about {s.cell} px at {result.model.analysis_magnification:g}x): checkpoint and threshold chosen on it, then scored below |
 | Post-processing | {", ".join(f"{k} {result.model.config[k]}" for k in TUNED if k in result.model.config)} (tuned on the held-out cells) |
 | Licence | as the base weights (research use only); the annotations belong to the lab that drew them |

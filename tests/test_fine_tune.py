@@ -83,28 +83,45 @@ def write_truth(path, elements, regions=(ROI,)):
 
 @pytest.fixture(scope="module")
 def fine_tuned(sample_svs, own_detections, tmp_path_factory):
+    """The colorectal UD-Net, which finds few nuclei on this slide, fine-tuned (20 steps) on the multi-organ
+    UD-Net's nuclei as the lab's annotation."""
     folder = tmp_path_factory.mktemp("fine_tune")
-    truth = write_truth(folder / "mine.anot", own_detections[10:])  # a "pathologist" who disagrees a little
-    shipped = file_hash(WEIGHTS_BY_TRAINING_SET["Multi-organ"])
+    truth = write_truth(folder / "mine.anot", own_detections)
+    shipped = file_hash(WEIGHTS_BY_TRAINING_SET["Colorectal"])
     code = fine_tune_main([str(sample_svs), str(folder / "held_out.anot"), "--truth_annotation", str(truth),
-                           "--output_weights", str(folder / "mine.pt"), "--steps", "10", "--held_out_fraction",
-                           "0.25", "--source_ids", "item 0123 / annotation 4567"])
+                           "--base_model", "UD-Net colorectal", "--output_weights", str(folder / "mine.pt"),
+                           "--steps", "20", "--learning_rate", "0.001", "--held_out_fraction", "0.25",
+                           "--source_ids", "item 0123 / annotation 4567"])
     assert code == 0
-    assert file_hash(WEIGHTS_BY_TRAINING_SET["Multi-organ"]) == shipped, "the shipped weights must not change"
+    assert file_hash(WEIGHTS_BY_TRAINING_SET["Colorectal"]) == shipped, "the shipped weights must not change"
     return folder
 
 
 def test_fine_tuning_writes_new_weights_and_their_card(fine_tuned):
     new = torch.load(fine_tuned / "mine.pt", weights_only=False)
-    base = torch.load(WEIGHTS_BY_TRAINING_SET["Multi-organ"], weights_only=False)
+    base = torch.load(WEIGHTS_BY_TRAINING_SET["Colorectal"], weights_only=False)
     assert new["state_dict"].keys() == base["state_dict"].keys()
     changed = [k for k in base["state_dict"] if not torch.equal(new["state_dict"][k], base["state_dict"][k])]
-    assert changed, "ten steps of Adam must move the weights"
+    assert changed, "twenty steps of Adam must move the weights"
     assert new["state_dict"][changed[0]].dtype == torch.float16
     card = (fine_tuned / "mine.md").read_text()
-    for expected in ("UD-Net multi-organ", "udnet_multiorgan.pt", "CMU-1-Small-Region.svs", "mine.anot",
-                     "item 0123 / annotation 4567", "| base |", "| **fine-tuned** |", "3 / 1"):
+    for expected in ("UD-Net colorectal", "udnet_crchisto.pt", "CMU-1-Small-Region.svs", "mine.anot",
+                     "item 0123 / annotation 4567", "| base |", "| **fine-tuned** |", "3 / 1", "the checkpoint of step"):
         assert expected in card, expected
+    rows = {line.split("|")[1].strip(): float(line.split("|")[7]) for line in card.splitlines()
+            if line.startswith(("| base |", "| **fine-tuned** |"))}
+    assert rows["**fine-tuned**"] > rows["base"], "on the held-out cell the fine-tuned detector must do better"
+
+
+def test_base_weights_are_kept_when_fine_tuning_does_not_beat_them(sample_svs, own_detections, tmp_path):
+    """The truth is the multi-organ UD-Net's own result: nothing to learn, so its weights stay, and the card says so."""
+    truth = write_truth(tmp_path / "mine.anot", own_detections)
+    assert fine_tune_main([str(sample_svs), str(tmp_path / "held_out.anot"), "--truth_annotation", str(truth),
+                           "--output_weights", str(tmp_path / "same.pt"), "--steps", "10"]) == 0
+    new = torch.load(tmp_path / "same.pt", weights_only=False)["state_dict"]
+    base = torch.load(WEIGHTS_BY_TRAINING_SET["Multi-organ"], weights_only=False)["state_dict"]
+    assert all(torch.equal(new[k], base[k]) for k in base)
+    assert "**the base weights**" in (tmp_path / "same.md").read_text()
 
 
 def test_held_out_annotation_shows_matches_inside_the_held_out_cell(fine_tuned):

@@ -32,6 +32,7 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     device: str = "cpu"  # where the network lives; batches are moved there
+    validate_at_start: bool = False  # score the starting weights too (fine-tuning: keep them if nothing beats them)
 
 
 def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -67,6 +68,8 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
         rng.bit_generator.state = state["rng"]
         log(f"resumed at step {state['step']} (best score {state['best_score']:.4f})")
     started, running = time.time(), []
+    if settings.validate_at_start and state["step"] == 0:
+        _validate(network, validate, state, {"step": 0, "loss": float("nan"), "lr": 0.0, "minutes": 0.0}, log)
     while state["step"] < settings.steps and (time.time() - started) < settings.max_minutes * 60:
         progress = state["step"] / settings.steps
         lr = settings.final_learning_rate + 0.5 * (settings.learning_rate - settings.final_learning_rate) * (
@@ -82,16 +85,21 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
         running.append(loss.item())
         state["step"] += 1
         if state["step"] % settings.eval_every == 0 or state["step"] == settings.steps:
-            network.eval()
-            with torch.inference_mode():
-                score, extra = validate(network)
-            record = {"step": state["step"], "loss": float(np.mean(running)), "score": score, "lr": lr,
-                      "minutes": (time.time() - started) / 60, **extra}
+            _validate(network, validate, state, {"step": state["step"], "loss": float(np.mean(running)), "lr": lr,
+                                                 "minutes": (time.time() - started) / 60}, log)
             running = []
-            state["history"].append(record)
-            if score > state["best_score"]:
-                state.update(best_score=score, best_state=copy.deepcopy(network.state_dict()), best_extra=extra)
-            log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
             state.update(network=network.state_dict(), optimizer=optimizer.state_dict(), rng=rng.bit_generator.state)
             _save_atomically(state, settings.checkpoint)
     return state
+
+
+def _validate(network: nn.Module, validate: Validator, state: dict, record: dict, log: Callable[[str], None]) -> None:
+    """Score the network, log and record it, and keep its weights when they are the best so far."""
+    network.eval()
+    with torch.inference_mode():
+        score, extra = validate(network)
+    record = {**record, "score": score, **extra}
+    state["history"].append(record)
+    if score > state["best_score"]:
+        state.update(best_score=score, best_state=copy.deepcopy(network.state_dict()), best_extra=extra)
+    log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
