@@ -176,7 +176,7 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
                                                   settings.stain_jitter),
                       kind.loss, kind.validator(model, held_out, radius), run, log=log)
         model.network.load_state_dict(state["best_state"])
-        kind.finish(model, held_out, state["best_extra"])
+        model.config.update(state["best_extra"])
         tuned = Path(folder) / f"fine-tuned-{time.time_ns()}.pt"  # a new name: the engine caches models by path
         model.save(tuned, version="fine-tuned")
         minutes = (time.time() - started) / 60

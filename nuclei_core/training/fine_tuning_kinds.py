@@ -1,5 +1,5 @@
-"""How each kind of shipped model learns from a pathologist's annotated cells: its batches, loss, validation
-and the post-processing settings it tunes on the held-out cells."""
+"""How each kind of shipped model learns from a pathologist's annotated cells: its batches, its loss, and its
+validation, which also tunes the post-processing settings on the held-out cells."""
 
 from __future__ import annotations
 
@@ -33,11 +33,8 @@ class FineTuning(ABC):
 
     @abstractmethod
     def validator(self, model: NucleusModel, cells: list[Cell], radius: float) -> Validator:
-        """The held-out score the best checkpoint is chosen by (``radius``: matching radius in model pixels)."""
-
-    @abstractmethod
-    def finish(self, model: NucleusModel, cells: list[Cell], best_extra: dict) -> None:
-        """Set the post-processing settings of the best checkpoint from the held-out cells."""
+        """The held-out score the best checkpoint is chosen by, and the post-processing settings tuned with it
+        (``radius``: matching radius in model pixels)."""
 
     @abstractmethod
     def usage(self, weights_name: str) -> str:
@@ -62,15 +59,16 @@ class DetectorFineTuning(FineTuning):
     def validator(self, model, cells, radius):
         return train_udnet.make_validator(model, self._items(cells), radius)
 
-    def finish(self, model, cells, best_extra):
-        model.config.update(best_extra)
-
     def usage(self, weights_name):
         return f"`UDNetDetection --model_weights {weights_name}`, `DCRNClassification --detector_weights {weights_name}`"
 
 
+TUNED_SETTINGS = ("foreground_threshold", "marker_threshold", "min_area")
+
+
 class SegmenterFineTuning(FineTuning):
-    """R2U-Net / U-Net: foreground and core maps from the outlines; thresholds and minimum area tuned afterwards."""
+    """R2U-Net / U-Net: foreground and core maps from the outlines; thresholds and minimum area tuned with the
+    checkpoint."""
 
     model_class = NucleusSegmenter
     learns_from = "outlines"
@@ -84,11 +82,15 @@ class SegmenterFineTuning(FineTuning):
         return train_segmenter.make_sampler([self._items(cells)["own"]], [1.0], patch, batch_size, stain_jitter)
 
     def validator(self, model, cells, radius):
-        return train_segmenter.make_validator(model, self._items(cells))
+        """The held-out AJI with the post-processing settings tuned for each checkpoint (as UD-Net's threshold
+        is), so the base weights compete with their best settings too."""
+        held_out = self._items(cells)
 
-    def finish(self, model, cells, best_extra):
-        tuned = train_segmenter.tune_thresholds(model, self._items(cells))
-        model.config.update({k: tuned[k] for k in ("foreground_threshold", "marker_threshold", "min_area")})
+        def validate(network: nn.Module) -> tuple[float, dict]:
+            tuned = train_segmenter.tune_thresholds(model, held_out)
+            return tuned["validation_score"], {k: tuned[k] for k in TUNED_SETTINGS}
+
+        return validate
 
     def usage(self, weights_name):
         return f"`R2UNetSegmentation --model_weights {weights_name}` (the architecture comes with the weights)"
