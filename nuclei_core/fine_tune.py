@@ -22,18 +22,21 @@ from typing import Callable
 from shapely.geometry import MultiPolygon, box
 
 from . import __version__
-from .agreement import Agreement
-from .engine import EngineSettings, ModelSpec, analyse_slide
+from .agreement import Agreement, carries_classes
+import torch
+
+from .engine import EngineSettings, analyse_slide
 from .errors import InputError
 from .evaluate import evaluate_nuclei
 from .metrics.detection import DetectionScores
-from .models.base import NucleusModel
+from .models.base import TrainedModel
+from .models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from .models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
 from .models.udnet import WEIGHTS_BY_TRAINING_SET
 from .nuclei import Nuclei
 from .outputs.readers import read_nuclei_and_regions
 from .slide import Slide
-from .training.fine_tuning_kinds import DetectorFineTuning, FineTuning, SegmenterFineTuning
+from .training.fine_tuning_kinds import ClassifierFineTuning, DetectorFineTuning, FineTuning, SegmenterFineTuning
 from .training.slide_cells import Cell, hold_out, region_cells
 from .training.trainer import TrainSettings, train
 
@@ -43,6 +46,8 @@ BASE_MODELS: dict[str, tuple[FineTuning, Path]] = {
     "UD-Net colorectal": (DetectorFineTuning(), WEIGHTS_BY_TRAINING_SET["Colorectal"]),
     "R2U-Net": (SegmenterFineTuning(), SEGMENTER_WEIGHTS["R2U-Net"]),
     "U-Net": (SegmenterFineTuning(), SEGMENTER_WEIGHTS["U-Net"]),
+    "DCRN": (ClassifierFineTuning(), CLASSIFIER_WEIGHTS["DCRN"]),
+    "DenseNet": (ClassifierFineTuning(), CLASSIFIER_WEIGHTS["DenseNet"]),
 }
 
 
@@ -92,7 +97,7 @@ class SlideCells:
 class FineTuneResult:
     """The fine-tuned model, its data, and the held-out scores of the base and the fine-tuned weights."""
 
-    model: NucleusModel
+    model: TrainedModel
     kind: FineTuning
     base: str
     base_weights: Path
@@ -115,9 +120,13 @@ def _cells(annotated: list[AnnotatedSlide], base: str, magnification: float, set
     for item in annotated:
         slide = Slide(item.slide, item.input_mag)
         truth, regions = read_nuclei_and_regions(item.truth, region_label)
-        if BASE_MODELS[base][0].learns_from == "outlines" and truth.contours is None:
+        learns_from = BASE_MODELS[base][0].learns_from
+        if learns_from == "outlines" and truth.contours is None:
             raise InputError(f"{base} learns from nucleus outlines, but {Path(item.truth).name} "
                              "holds points: outline the nuclei, or fine-tune UD-Net")
+        if learns_from == "classes" and not carries_classes(truth):
+            raise InputError(f"{base} learns from classified nuclei, but the nuclei of {Path(item.truth).name} have "
+                             "no class: put them in groups (DSA) or classes (QuPath) named by cell type")
         if regions is None:
             raise InputError(f"{Path(item.truth).name} has no regions: draw rectangles (or outlines labelled "
                              f"{region_label}) around the areas where every nucleus is marked")
@@ -134,8 +143,8 @@ def _cells(annotated: list[AnnotatedSlide], base: str, magnification: float, set
     return opened
 
 
-def _held_out_scores(slides: list[SlideCells], model_class: type[NucleusModel], weights: Path,
-                     settings: FineTuneSettings) -> list[Agreement | None]:
+def _held_out_scores(slides: list[SlideCells], kind: FineTuning, weights: Path, settings: FineTuneSettings,
+                     folder: Path) -> list[Agreement | None]:
     """Each slide's held-out cells analysed by the engine with ``weights`` and scored against the truth."""
     scores = []
     for cells in slides:
@@ -143,9 +152,12 @@ def _held_out_scores(slides: list[SlideCells], model_class: type[NucleusModel], 
         if region is None:
             scores.append(None)
             continue
-        spec = ModelSpec(model_class, str(weights), settings.device)
+        spec = kind.engine_spec(weights, settings.device, cells.truth, folder)
         result = analyse_slide(cells.slide, spec, region, EngineSettings(min_fgnd_frac=0.0, show_progress=False))
-        scores.append(evaluate_nuclei(result.nuclei, cells.truth, region, cells.slide.microns_per_pixel,
+        predicted = result.nuclei
+        if not set(predicted.class_names) & set(cells.truth.class_names):  # a base with other classes than yours
+            predicted = Nuclei(predicted.centroids, predicted.scores, predicted.contours)
+        scores.append(evaluate_nuclei(predicted, cells.truth, region, cells.slide.microns_per_pixel,
                                       settings.match_radius_um))
     return scores
 
@@ -161,6 +173,9 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
     weights = Path(base_weights or shipped)
     model = kind.model_class.from_weights(weights, settings.device)
     slides = _cells(annotated, base, model.analysis_magnification, settings, region_label)
+    torch.manual_seed(settings.seed)  # a new last layer, when the classes are new, starts the same every time
+    model = kind.prepare(model, tuple(sorted({n for s in slides for c in s.training + s.held_out
+                                             for n in c.class_labels})))
     training = [c for s in slides for c in s.training]
     held_out = [c for s in slides for c in s.held_out]
     log(f"{len(training)} training cells ({sum(len(c.points) for c in training)} nuclei), {len(held_out)} held out "
@@ -180,8 +195,8 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
         tuned = Path(folder) / f"fine-tuned-{time.time_ns()}.pt"  # a new name: the engine caches models by path
         model.save(tuned, version="fine-tuned")
         minutes = (time.time() - started) / 60
-        before = _held_out_scores(slides, kind.model_class, weights, settings)
-        after = _held_out_scores(slides, kind.model_class, tuned, settings)
+        before = _held_out_scores(slides, kind, weights, settings, Path(folder))
+        after = _held_out_scores(slides, kind, tuned, settings, Path(folder))
     return FineTuneResult(model, kind, base, weights, slides, before, after, settings, minutes, state["history"],
                           best_step=next(r["step"] for r in state["history"] if r["score"] == state["best_score"]))
 
@@ -189,6 +204,17 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
 def _scores_row(label: str, scores: DetectionScores) -> str:
     return f"| {label} | {scores.tp} | {scores.fp} | {scores.fn} | {scores.precision:.3f} | {scores.recall:.3f} | " \
            f"{scores.f1:.3f} |"
+
+
+def _first_slide_table(result: FineTuneResult, title: str, columns: tuple[str, ...],
+                       values: Callable[[Agreement], list[float] | None]) -> str:
+    """A base / fine-tuned table of the first slide's held-out scores, or nothing when they do not apply."""
+    rows = [f"| {label} | " + " | ".join(f"{v:.3f}" for v in values(a)) + " |"
+            for label, a in (("base", result.before[0]), ("**fine-tuned**", result.after[0]))
+            if a is not None and values(a)]
+    if not rows:
+        return ""
+    return f"\n{title}:\n\n| weights | {' | '.join(columns)} |\n|{'---|' * (len(columns) + 1)}\n" + "\n".join(rows) + "\n"
 
 
 def model_card(result: FineTuneResult, weights_name: str) -> str:
@@ -199,12 +225,12 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
         f"{len(c.training)} / {len(c.held_out)} | {sum(len(x.points) for x in c.training)} / "
         f"{sum(len(x.points) for x in c.held_out)} |" for c in result.slides)
     before, after = result.total(result.before), result.total(result.after)
-    outlines = "".join(f"| {label} | " + " | ".join(f"{a.outlines[k]:.3f}" for k in ("dice", "aji", "pq")) + " |\n"
-                       for label, a in (("base", result.before[0]), ("**fine-tuned**", result.after[0]))
-                       if a is not None and a.outlines is not None)
-    if outlines:
-        outlines = ("\nOutlines on the first slide's held-out cells:\n\n| weights | Dice | AJI | PQ |\n|---|---|---|---|\n"
-                    + outlines)
+    outlines = _first_slide_table(result, "Outlines on the first slide's held-out cells", ("Dice", "AJI", "PQ"),
+                                  lambda a: a.outlines and [a.outlines[k] for k in ("dice", "aji", "pq")])
+    classes = _first_slide_table(result, "Classes of your nuclei on the first slide's held-out cells",
+                                 ("accuracy", "weighted F1", "macro F1"),
+                                 lambda a: a.classes and [a.classes.as_dict()[k] for k in
+                                                          ("accuracy", "weighted_f1", "macro_f1")])
     kept = (f"the checkpoint of step {result.best_step}, the best on the held-out cells" if result.best_step else
             "**the base weights**: no fine-tuned checkpoint beat them on the held-out cells (only the post-processing "
             "settings were re-tuned on your cells); more annotated regions may help")
@@ -232,7 +258,7 @@ def model_card(result: FineTuneResult, weights_name: str) -> str:
 |---|---|---|---|---|---|---|
 {_scores_row("base", before)}
 {_scores_row("**fine-tuned**", after)}
-{outlines}
+{outlines}{classes}
 The held-out cells also chose the checkpoint and the threshold, so these figures favour the fine-tuned weights
 a little; score them on other annotated regions with EvaluateNuclei (`--method_options "--model_weights
 {weights_name}"`).

@@ -168,8 +168,36 @@ def test_segmenter_fine_tunes_on_outlines(sample_svs, tmp_path):
     assert config["architecture"] == "U-Net" and 0 < config["foreground_threshold"] < 1
 
 
+def test_classifier_learns_the_labs_own_classes(sample_svs, own_detections, tmp_path):
+    """A lab's two classes, dark and pale nuclei (by the grey level at the centre, a rule a 32x32 patch shows):
+    the classifier gets a new last layer for them, beats its untrained start on the held-out cell, and
+    DCRNClassification then labels nuclei with the lab's classes."""
+    from plugins.DCRNClassification import main as classify_main
+
+    x0, y0, w, h = ROI
+    grey = Slide(sample_svs).read(x0, y0, w, h, 1.0).mean(axis=2)
+    centres = np.array([e["center"][:2] for e in own_detections]) - (x0, y0)
+    darkness = grey[np.clip(centres[:, 1].round().astype(int), 0, h - 1), np.clip(centres[:, 0].round().astype(int),
+                                                                                     0, w - 1)]
+    elements = [{**e, "group": "dark" if value < np.median(darkness) else "pale"}
+                for e, value in zip(own_detections, darkness)]
+    truth = write_truth(tmp_path / "mine.anot", elements)
+    assert fine_tune_main([str(sample_svs), str(tmp_path / "held_out.anot"), "--truth_annotation", str(truth),
+                           "--base_model", "DCRN", "--output_weights", str(tmp_path / "lab.pt"), "--steps", "20",
+                           "--learning_rate", "0.001"]) == 0
+    config = torch.load(tmp_path / "lab.pt", weights_only=False)["config"]
+    assert config["class_names"] == ["dark", "pale"]
+    card = (tmp_path / "lab.md").read_text()
+    assert "the checkpoint of step" in card and "| weights | accuracy | weighted F1 | macro F1 |" in card
+    relabelled = tmp_path / "relabelled.anot"
+    assert classify_main([str(sample_svs), str(relabelled), "--analysis_roi", "900,900,200,200", "--model_weights",
+                          str(tmp_path / "lab.pt")]) == 0
+    assert {e["group"] for e in json.loads(relabelled.read_text())["elements"]} <= {"dark", "pale"}
+
+
 @pytest.mark.parametrize("case, message", [
     ("no regions", "has no regions"),
+    ("no classes for a classifier", "learns from classified nuclei"),
     ("points for a segmenter", "learns from nucleus outlines"),
     ("small regions", "cell(s) of training size"),
     ("no output weights", "--output_weights"),
@@ -191,6 +219,8 @@ def test_bad_input_gives_one_line_and_writes_nothing(case, message, sample_svs, 
         argv += ["--base_weights", str(DEFAULT_WEIGHTS["DCRN"])]
     if case == "points for a segmenter":
         argv += ["--base_model", "R2U-Net"]
+    if case == "no classes for a classifier":
+        argv += ["--base_model", "DCRN"]
     if case == "analysis_roi":
         argv += ["--analysis_roi", "800,800,600,600"]
     if case == "bad more_slides":

@@ -27,7 +27,7 @@ class ClassifyingModel(ABC):
 
     def __init__(self, classifier: NucleusClassifier) -> None:
         self.classifier = classifier
-        self.analysis_magnification = float(classifier.config["magnification"])
+        self.analysis_magnification = classifier.analysis_magnification
         self.class_names = classifier.class_names
 
     @property

@@ -59,6 +59,21 @@ class NucleusClassifier(TrainedModel):
     def class_names(self) -> tuple[str, ...]:
         return tuple(self.config["class_names"])
 
+    @property
+    def analysis_magnification(self) -> float:
+        return float(self.config["magnification"])
+
+    def with_classes(self, class_names: tuple[str, ...]) -> "NucleusClassifier":
+        """This classifier for other classes: every layer kept but the last, which starts afresh (seeded by
+        torch's global seed) when the class names differ."""
+        if tuple(class_names) == self.class_names:
+            return self
+        other = type(self)({**self.config, "class_names": list(class_names)}, device=str(self.device),
+                           weights_version=self.weights_version)
+        kept = {k: v for k, v in self.network.state_dict().items() if not k.startswith("head.")}
+        other.network.load_state_dict(kept, strict=False)
+        return other
+
     @staticmethod
     def build_network(config: dict[str, Any]) -> nn.Module:
         return build_classifier(config)

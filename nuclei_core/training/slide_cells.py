@@ -26,6 +26,7 @@ class Cell:
     bounds: tuple[int, int, int, int]  # left, top, width, height in base pixels
     image: np.ndarray
     points: np.ndarray  # (N, 2) x,y nucleus centres in cell pixels
+    class_labels: tuple[str, ...]  # the class name of each point
     labels: np.ndarray | None  # instance label map (0 = background) when the truth is outlines
 
 
@@ -59,9 +60,10 @@ def region_cells(slide: Slide, truth: Nuclei, region: MultiPolygon, magnificatio
                     continue
                 bounds = (int(left), int(top), int(right - left), int(bottom - top))
                 image = slide.read(*bounds, scale)
-                points = (inside(truth, MultiPolygon([square])).centroids - (left, top)) * scale
+                within = inside(truth, MultiPolygon([square]))
                 labels = None if truth.contours is None else _label_map(truth, (left, top), scale, image.shape[:2])
-                cells.append(Cell(f"{slide.path}:{bounds}", bounds, image, points, labels))
+                cells.append(Cell(f"{slide.path}:{bounds}", bounds, image, (within.centroids - (left, top)) * scale,
+                                  tuple(within.class_labels()), labels))
     return cells
 
 
