@@ -57,12 +57,15 @@ def split_instances(foreground: np.ndarray, marker: np.ndarray, foreground_thres
     return relabel_sequential(labels)[0]
 
 
-def label_map_to_nuclei(labels: np.ndarray, scores: np.ndarray) -> Nuclei:
+def label_map_to_nuclei(labels: np.ndarray, scores: np.ndarray, classes: np.ndarray | None = None,
+                        class_names: tuple[str, ...] = ("nucleus",),
+                        measurements: dict[str, np.ndarray] | None = None) -> Nuclei:
     """One contour nucleus per instance of ``labels``: outer boundary polygon (pixel centres, x,y), centroid
-    (pixel mean) and score (mean of ``scores`` over the instance)."""
+    (pixel mean) and score (mean of ``scores`` over the instance); ``classes`` (indices into ``class_names``)
+    and ``measurements`` give one value per instance id (id 1 first)."""
     ids = np.arange(1, int(labels.max()) + 1) if labels.size else np.zeros(0, dtype=int)
     if ids.size == 0:
-        return Nuclei.empty()
+        return Nuclei.empty(class_names)
     centroid_rc = np.array(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
     mean_scores = np.asarray(ndimage.mean(scores, labels, ids))
     contours = []
@@ -76,4 +79,5 @@ def label_map_to_nuclei(labels: np.ndarray, scores: np.ndarray) -> Nuclei:
         contours.append(ring + (box[1].start - 1, box[0].start - 1))
     keep = [i for i, c in enumerate(contours) if c is not None and len(c) >= 3]
     return Nuclei(centroids=centroid_rc[keep][:, ::-1], scores=mean_scores[keep],
-                  contours=[contours[i] for i in keep])
+                  contours=[contours[i] for i in keep], classes=None if classes is None else classes[keep],
+                  class_names=class_names, measurements={k: v[keep] for k, v in (measurements or {}).items()})

@@ -1,0 +1,69 @@
+"""HoVer-Net-style nucleus segmentation and classification: the three-branch network of hover_network.py and
+HoVer-Net's post-processing, with the class and its probability for each nucleus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..nuclei import Nuclei
+from ..postprocess.hover import hover_instances, instance_types
+from ..postprocess.instances import label_map_to_nuclei
+from .base import WEIGHTS_DIR, NucleusModel
+from .hover_network import HoVerNetwork
+
+CONSEP_CLASSES = ("other", "inflammatory", "epithelial", "spindle")  # HoVer-Net's merged CoNSeP types
+PROBABILITY = "Class probability"
+DEFAULT_WEIGHTS = {"SE + CA": WEIGHTS_DIR / "hovernet_consep.pt", "plain": WEIGHTS_DIR / "hovernet_plain_consep.pt"}
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "class_names": list(CONSEP_CLASSES),
+    "widths": [32, 64, 128, 256],
+    "attention": True,
+    "foreground_threshold": 0.5,
+    "edge_threshold": 0.4,
+    "min_area": 10,
+}
+
+
+class HoVerNet(NucleusModel):
+    """Contours, classes and class probabilities of nuclei at 40x (0.25 um/px, CoNSeP's resolution)."""
+
+    analysis_magnification = 40.0
+    halo = 48
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "HoVer-Net (SE + CA)" if self.config.get("attention", True) else "HoVer-Net (plain)"
+
+    @property
+    def class_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return tuple(self.config["class_names"])
+
+    @staticmethod
+    def build_network(config: dict[str, Any]) -> nn.Module:
+        return HoVerNetwork(len(config["class_names"]), tuple(config["widths"]), bool(config["attention"]))
+
+    @property
+    def size_multiple(self) -> int:
+        return self.network.size_multiple
+
+    def infer(self, batch: torch.Tensor) -> np.ndarray:
+        """Per pixel: nuclear probability, horizontal and vertical distance, then the class probabilities
+        (background first)."""
+        raw = self.network(batch)
+        nuclear = torch.softmax(raw[:, :2], dim=1)[:, 1:]
+        return torch.cat([nuclear, raw[:, 2:4], torch.softmax(raw[:, 4:], dim=1)], dim=1).float().cpu().numpy()
+
+    def label_map(self, output: np.ndarray) -> np.ndarray:
+        """Instance label map of one tile from its output."""
+        return hover_instances(output[0], output[1], output[2], float(self.config["foreground_threshold"]),
+                               float(self.config["edge_threshold"]), int(self.config["min_area"]))
+
+    def postprocess(self, output: np.ndarray) -> Nuclei:
+        labels = self.label_map(output)
+        types, probability = instance_types(labels, output[3:])
+        return label_map_to_nuclei(labels, output[0], types - 1, self.class_names, {PROBABILITY: probability})

@@ -1,0 +1,99 @@
+"""The HoVer-Net-style network and its post-processing (issue 8 groundwork: no shipped weights yet)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from skimage.draw import disk
+
+from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, SqueezeExcitation
+from nuclei_core.models.hovernet import DEFAULT_CONFIG, PROBABILITY, HoVerNet
+from nuclei_core.postprocess.hover import distance_targets, hover_instances, instance_types
+
+
+def discs(shape=(120, 140), centres=((50, 38), (50, 62), (90, 100)), radius=14) -> np.ndarray:
+    labels = np.zeros(shape, np.int32)
+    for number, centre in enumerate(centres, start=1):
+        rows, columns = disk(centre, radius, shape=shape)
+        labels[rows, columns] = number  # the second disc overlaps the first: they touch
+    return labels
+
+
+def test_distance_targets_run_from_minus_one_to_one_across_each_nucleus():
+    labels = np.zeros((20, 30), np.int32)
+    labels[5:16, 10:21] = 1  # 11 x 11 square, centre of mass at (10, 15)
+    horizontal, vertical = distance_targets(labels)
+    assert horizontal[10, 15] == 0 and vertical[10, 15] == 0
+    np.testing.assert_allclose(horizontal[10, [10, 20]], [-1, 1])
+    np.testing.assert_allclose(vertical[[5, 15], 15], [-1, 1])
+    np.testing.assert_allclose(horizontal[10, 10:21], np.linspace(-1, 1, 11))
+    assert not horizontal[labels == 0].any() and not vertical[labels == 0].any()
+    assert distance_targets(np.zeros((4, 4), np.int32)).shape == (2, 4, 4)
+
+
+def test_ideal_maps_split_touching_nuclei_exactly():
+    labels = discs()
+    horizontal, vertical = distance_targets(labels)
+    found = hover_instances((labels > 0).astype(float), horizontal, vertical)
+    assert found.max() == 3
+    for number in (1, 2, 3):
+        overlap = np.bincount(found[labels == number], minlength=4)[1:]
+        best = overlap.argmax() + 1
+        union = ((found == best) | (labels == number)).sum()
+        assert overlap.max() / union > 0.95
+
+
+def test_without_distance_information_touching_nuclei_stay_one():
+    labels = discs()
+    flat = np.zeros(labels.shape)
+    assert hover_instances((labels > 0).astype(float), flat, flat).max() == 2
+
+
+def test_instance_class_is_the_majority_of_its_pixels():
+    labels = np.array([[1, 1, 1, 0, 2, 2]])
+    probabilities = np.zeros((3, 1, 6))  # background, class 1, class 2
+    probabilities[1, 0, :2] = 0.9  # instance 1: two pixels of class 1 ...
+    probabilities[2, 0, 2] = 0.8  # ... one of class 2
+    probabilities[2, 0, 4:] = 0.6
+    probabilities[0] = 1 - probabilities[1:].sum(axis=0)
+    types, probability = instance_types(labels, probabilities)
+    assert types.tolist() == [1, 2]
+    np.testing.assert_allclose(probability, [0.6, 0.6])
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_network_heads_and_the_ablation(attention):
+    torch.manual_seed(0)
+    network = HoVerNetwork(4, (8, 16, 32), attention=attention).eval()
+    with torch.no_grad():
+        out = network(torch.rand(2, 3, 40, 56))
+    assert out.shape == (2, 2 + 2 + 5, 40, 56)
+    assert out[:, 2:4].abs().max() <= 1
+    modules = {type(m) for m in network.modules()}
+    assert (SqueezeExcitation in modules) == attention and (CoordinateAttention in modules) == attention
+
+
+def test_coordinate_attention_gates_depend_on_position():
+    torch.manual_seed(0)
+    attention = CoordinateAttention(8).eval()
+    x = torch.rand(1, 8, 12, 10)
+    with torch.no_grad():
+        gated = attention(x)
+        flipped = attention(x.flip(2)).flip(2)
+    assert gated.shape == x.shape
+    torch.testing.assert_close(gated, flipped)  # each row's gate follows its own row
+    assert not torch.allclose(gated / x, (gated / x).mean(dim=2, keepdim=True))
+
+
+def test_model_gives_classified_contours_and_survives_a_save(tmp_path):
+    torch.manual_seed(0)
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32], "foreground_threshold": 0.0})  # untrained: take all
+    tiles = np.random.default_rng(0).integers(0, 255, (1, 64, 64, 3), dtype=np.uint8)
+    (nuclei,) = model.predict(tiles)
+    assert nuclei.class_names == ("other", "inflammatory", "epithelial", "spindle")
+    assert len(nuclei) > 0 and len(nuclei.contours) == len(nuclei) == len(nuclei.measurements[PROBABILITY])
+    assert ((nuclei.measurements[PROBABILITY] >= 0) & (nuclei.measurements[PROBABILITY] <= 1)).all()
+    model.save(tmp_path / "h.pt", version="test")
+    again = HoVerNet.from_weights(tmp_path / "h.pt")
+    np.testing.assert_allclose(again.predict_outputs(tiles), model.predict_outputs(tiles), atol=2e-2)
