@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -97,3 +99,32 @@ def test_model_gives_classified_contours_and_survives_a_save(tmp_path):
     model.save(tmp_path / "h.pt", version="test")
     again = HoVerNet.from_weights(tmp_path / "h.pt")
     np.testing.assert_allclose(again.predict_outputs(tiles), model.predict_outputs(tiles), atol=2e-2)
+
+
+def test_training_smoke_run_writes_weights_that_load(shared_data, tmp_path):
+    """Two steps on one CoNSeP image, scored on one validation image: the script runs end to end and its
+    weights load as the model with tuned thresholds (no accuracy is claimed from this)."""
+    from nuclei_core.training.train_hovernet import main as train_main
+
+    output = tmp_path / "hover.pt"
+    train_main(["--output", str(output), "--steps", "2", "--eval-every", "1", "--train-images", "1",
+                "--val-images", "1", "--widths", "8", "16", "--patch-size", "64", "--batch-size", "2",
+                "--device", "cpu"])
+    model = HoVerNet.from_weights(output)
+    assert model.config["foreground_threshold"] in (0.4, 0.5, 0.6) and model.config["attention"] is True
+    log = json.loads(output.with_suffix(".log.json").read_text())
+    assert [r["step"] for r in log["history"]] == [1, 2] and {"pq", "mpq"} <= set(log["history"][0])
+
+
+def test_distance_targets_follow_a_rotated_crop():
+    """The sampler computes the targets after rotating: the horizontal map of a rotated nucleus is the
+    rotated vertical map (with its sign), not the rotated horizontal one."""
+    labels = np.zeros((30, 30), np.int32)
+    labels[5:20, 8:14] = 1  # a tall nucleus
+    rotated = np.rot90(labels)
+    horizontal_after, vertical_after = distance_targets(rotated)
+    horizontal_before, vertical_before = distance_targets(labels)
+    # np.rot90 turns counter-clockwise: new x = old y, new y = -(old x)
+    np.testing.assert_allclose(horizontal_after, np.rot90(vertical_before), atol=1e-6)
+    np.testing.assert_allclose(vertical_after, np.rot90(-horizontal_before), atol=1e-6)
+    assert not np.allclose(horizontal_after, np.rot90(horizontal_before))

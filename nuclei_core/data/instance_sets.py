@@ -7,6 +7,8 @@ holdout is ``train``, ``stage1_test`` with its released solution is ``test``), a
 
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,14 @@ DSB_VALIDATION_IMAGES = 60
 
 @dataclass(frozen=True)
 class InstanceAnnotatedImage:
-    """An RGB uint8 image, its uint16 instance label map (0 = background) and its imaging modality."""
+    """An RGB uint8 image, its uint16 instance label map (0 = background), its imaging modality and, for typed
+    sets, its per-pixel class map (0 = background, k = the k-th class name)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     modality: str
+    types: np.ndarray | None = None
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -90,3 +94,16 @@ def load_instance_set(name: str, split: str, root: Path = SHARED_DATA) -> list[I
     """The ``split`` (train, val, test) of ``dsb2018``, ``monuseg`` or ``consep`` with instance label maps."""
     check_request(name, INSTANCE_SETS, split, root)
     return _dsb(root, split) if name == "dsb2018" else _tile_set(name, root, split)
+
+
+# CoNSeP's 7 types merged into HoVer-Net's 4 (other, inflammatory, epithelial, spindle), as in Graham et al. 2019.
+CONSEP_TYPE_MERGE = np.array([0, 1, 2, 3, 3, 4, 4, 4], dtype=np.uint8)
+
+
+def load_typed_consep(split: str, root: Path = SHARED_DATA) -> list[InstanceAnnotatedImage]:
+    """CoNSeP's ``split`` with instance maps and per-pixel classes merged to other / inflammatory / epithelial /
+    spindle (1-4)."""
+    source = root / TILE_SETS["consep"].folder / ("test" if split == "test" else "train")
+    return [dataclasses.replace(item, types=CONSEP_TYPE_MERGE[np.asarray(Image.open(source / "type" /
+                                                                                      f"{item.name}.png"))])
+            for item in load_instance_set("consep", split, root)]

@@ -21,7 +21,7 @@ DEFAULT_WEIGHTS = {"SE + CA": WEIGHTS_DIR / "hovernet_consep.pt", "plain": WEIGH
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "class_names": list(CONSEP_CLASSES),
-    "widths": [32, 64, 128, 256],
+    "widths": [24, 48, 96, 192],
     "attention": True,
     "foreground_threshold": 0.5,
     "edge_threshold": 0.4,

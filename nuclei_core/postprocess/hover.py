@@ -19,18 +19,18 @@ def distance_targets(labels: np.ndarray) -> np.ndarray:
     """(2, H, W) float32: horizontal then vertical offset of each nuclear pixel from its nucleus's centre of
     mass, divided by the largest such offset in that nucleus (0 on background)."""
     labels = np.asarray(labels)
-    ids = np.arange(1, int(labels.max()) + 1)
+    ids = np.unique(labels[labels > 0])  # a crop holds only some of the ids
     targets = np.zeros((2, *labels.shape), np.float32)
     if ids.size == 0:
         return targets
-    centres = np.zeros((ids.size + 1, 2))
-    centres[1:] = np.array(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
+    centres = np.zeros((int(ids.max()) + 1, 2))
+    centres[ids] = np.array(ndimage.center_of_mass(np.ones_like(labels), labels, ids)).reshape(-1, 2)
     rows, columns = np.indices(labels.shape, dtype=np.float64)
     inside = labels > 0
     for axis, coordinate in enumerate((columns, rows)):  # horizontal (x) first
         offset = np.where(inside, coordinate - centres[labels, 1 - axis], 0.0)
-        scale = np.zeros(ids.size + 1)
-        scale[1:] = ndimage.maximum(np.abs(offset), labels, ids)
+        scale = np.zeros(len(centres))
+        scale[ids] = ndimage.maximum(np.abs(offset), labels, ids)
         targets[axis] = np.divide(offset, scale[labels], out=np.zeros_like(offset), where=scale[labels] > 0)
     return targets
 

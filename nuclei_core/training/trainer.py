@@ -32,6 +32,7 @@ class TrainSettings:
     momentum: float = 0.9
     weight_decay: float = 0.0
     device: str = "cpu"  # where the network lives; batches are moved there
+    schedule: str = "cosine"  # learning rate: cosine decay to final_learning_rate, or "step": a tenth after 2/3
     validate_at_start: bool = False  # score the starting weights too (fine-tuning: keep them if nothing beats them)
 
 
@@ -43,6 +44,16 @@ def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.O
     if settings.optimizer == "adam":
         return torch.optim.Adam(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     raise ValueError(f"unknown optimizer {settings.optimizer!r}")
+
+
+def learning_rate(settings: TrainSettings, progress: float) -> float:
+    """The learning rate at ``progress`` (0 to 1) of the run."""
+    if settings.schedule == "step":
+        return settings.learning_rate * (0.1 if progress >= 2 / 3 else 1.0)
+    if settings.schedule == "cosine":
+        return settings.final_learning_rate + 0.5 * (settings.learning_rate - settings.final_learning_rate) * (
+            1 + np.cos(np.pi * progress))
+    raise ValueError(f"unknown schedule {settings.schedule!r}")
 
 
 def _save_atomically(state: dict, path: Path) -> None:
@@ -71,9 +82,7 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
     if settings.validate_at_start and state["step"] == 0:
         _validate(network, validate, state, {"step": 0, "loss": float("nan"), "lr": 0.0, "minutes": 0.0}, log)
     while state["step"] < settings.steps and (time.time() - started) < settings.max_minutes * 60:
-        progress = state["step"] / settings.steps
-        lr = settings.final_learning_rate + 0.5 * (settings.learning_rate - settings.final_learning_rate) * (
-            1 + np.cos(np.pi * progress))
+        lr = learning_rate(settings, state["step"] / settings.steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
         network.train()

@@ -1,0 +1,154 @@
+"""Train the HoVer-Net-style network (or its plain ablation) on CoNSeP's typed instance maps.
+
+Losses as in the issue (and HoVer-Net): nuclear pixels cross-entropy + Dice, distance maps MSE, classes
+weighted cross-entropy + Dice; Adam 3e-4 with a step decay; flips, rotations, colour and HED stain jitter.
+The checkpoint with the best validation score (mean of PQ and multi-class PQ on CoNSeP's 3 held-out training
+images) is kept; the post-processing thresholds are then tuned on them. Example (shipped weights)::
+
+    python -m nuclei_core.training.train_hovernet --eval-every 500 --output nuclei_core/models/weights/hovernet_consep.pt
+    python -m nuclei_core.training.train_hovernet --plain --eval-every 500 --output nuclei_core/models/weights/hovernet_plain_consep.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.augment import colour_jitter, random_dihedral, stain_jitter
+from ..data.instance_sets import InstanceAnnotatedImage, load_typed_consep
+from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
+from ..models.base import resolve_device
+from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
+from ..postprocess.hover import distance_targets, instance_types
+from .run_arguments import add_device_argument, add_run_arguments, settings_from
+from .trainer import train
+
+FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
+EDGE_THRESHOLDS = (0.3, 0.4, 0.5)
+
+
+def make_sampler(items: list[InstanceAnnotatedImage], patch: int, batch_size: int, stain_strength: float):
+    """A seeded sampler of augmented crops and their targets stacked as (B, 4, H, W): nuclear pixel, horizontal
+    and vertical distance (computed after the flip/rotation, so their signs stay right), class."""
+
+    def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = [], []
+        for _ in range(batch_size):
+            item = items[int(rng.integers(len(items)))]
+            top = int(rng.integers(item.image.shape[0] - patch + 1))
+            left = int(rng.integers(item.image.shape[1] - patch + 1))
+            window = (slice(top, top + patch), slice(left, left + patch))
+            image, labels, types = random_dihedral(rng, item.image[window], item.labels[window], item.types[window])
+            if stain_strength:
+                image = stain_jitter(rng, image, stain_strength)
+            images.append(colour_jitter(rng, image))
+            targets.append(np.concatenate([(labels > 0)[None], distance_targets(labels), types[None]]).astype(np.float32))
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
+        return x, torch.from_numpy(np.stack(targets))
+
+    return sample
+
+
+def _soft_dice(probabilities: torch.Tensor, one_hot: torch.Tensor) -> torch.Tensor:
+    overlap = (probabilities * one_hot).sum(dim=(0, 2, 3))
+    return (1 - (2 * overlap + 1) / (probabilities.sum(dim=(0, 2, 3)) + one_hot.sum(dim=(0, 2, 3)) + 1)).mean()
+
+
+def make_loss(class_weights: list[float]):
+    """Nuclear pixels CE + Dice, distance maps MSE, classes weighted CE + Dice (weights per class, background
+    first), summed."""
+    weights = torch.tensor(class_weights, dtype=torch.float32)
+
+    def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        nuclear, classes = target[:, 0].long(), target[:, 3].long()
+        np_logits, tp_logits = output[:, :2], output[:, 4:]
+        np_loss = nn.functional.cross_entropy(np_logits, nuclear) + _soft_dice(
+            torch.softmax(np_logits, 1), nn.functional.one_hot(nuclear, 2).permute(0, 3, 1, 2).float())
+        hv_loss = nn.functional.mse_loss(output[:, 2:4], target[:, 1:3])
+        tp_loss = nn.functional.cross_entropy(tp_logits, classes, weight=weights.to(output.device)) + _soft_dice(
+            torch.softmax(tp_logits, 1), nn.functional.one_hot(classes, tp_logits.shape[1]).permute(0, 3, 1, 2).float())
+        return np_loss + hv_loss + tp_loss
+
+    return loss
+
+
+def typed_scores(model: HoVerNet, outputs: list[np.ndarray], items: list[InstanceAnnotatedImage]) -> dict[str, float]:
+    """PQ (mean over images) and multi-class PQ (pooled) of the model's current post-processing settings."""
+    classes = range(1, len(model.class_names) + 1)
+    accumulator, pq = PanopticAccumulator(classes), []
+    for output, item in zip(outputs, items):
+        labels = model.label_map(output)
+        types, _ = instance_types(labels, output[3:])
+        predicted_types = np.concatenate([[0], types])[labels]
+        accumulator.add(labels, predicted_types, item.labels, item.types)
+        pq.append(panoptic_quality(labels, item.labels)["pq"])
+    return {"pq": float(np.mean(pq)), "mpq": accumulator.result()["mpq"]}
+
+
+def make_validator(model: HoVerNet, items: list[InstanceAnnotatedImage]):
+    """Mean of PQ and multi-class PQ on the validation images."""
+
+    def validate(network: nn.Module) -> tuple[float, dict]:
+        scores = typed_scores(model, [model.predict_outputs(i.image[None])[0] for i in items], items)
+        return (scores["pq"] + scores["mpq"]) / 2, scores
+
+    return validate
+
+
+def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dict:
+    """The (foreground, edge) thresholds with the best validation score, and that score."""
+    outputs = [model.predict_outputs(i.image[None])[0] for i in items]
+    best = None
+    for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
+        model.config.update(foreground_threshold=foreground, edge_threshold=edge)
+        scores = typed_scores(model, outputs, items)
+        score = (scores["pq"] + scores["mpq"]) / 2
+        if best is None or score > best["validation_score"]:
+            best = {"foreground_threshold": foreground, "edge_threshold": edge, "validation_score": score, **scores}
+    model.config.update(foreground_threshold=best["foreground_threshold"], edge_threshold=best["edge_threshold"])
+    return best
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--plain", action="store_true", help="the ablation: no squeeze-excitation, no coordinate "
+                                                              "attention")
+    parser.add_argument("--widths", type=int, nargs="+", default=DEFAULT_CONFIG["widths"])
+    parser.add_argument("--class-weights", type=float, nargs="+", default=[1.0, 1.0, 1.0, 1.0, 1.0],
+                        help="cross-entropy weight of background and each class, in order")
+    parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--stain-jitter", type=float, default=0.05)
+    parser.add_argument("--train-images", type=int, default=0, help="use only this many training images (smoke runs)")
+    parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
+    add_run_arguments(parser, steps=12000, batch_size=8, learning_rate=3e-4)
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    train_set = load_typed_consep("train")[: args.train_images or None]
+    val_set = load_typed_consep("val")[: args.val_images or None]
+    print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
+    torch.manual_seed(args.seed)
+    device = str(resolve_device(args.device))
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain}, device=device)
+    if len(args.class_weights) != len(model.class_names) + 1:
+        parser.error(f"give {len(model.class_names) + 1} --class-weights (background first)")
+    state = train(model.network, make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter),
+                  make_loss(args.class_weights), make_validator(model, val_set),
+                  settings_from(args, device=device, schedule="step"), log=lambda line: print(line, flush=True))
+    model.network.load_state_dict(state["best_state"])
+    tuned = tune_thresholds(model, val_set)
+    model.save(args.output, version=Path(args.output).stem)
+    summary = {"step": state["step"], "best_step_score": state["best_score"], **tuned,
+               "parameters": sum(p.numel() for p in model.network.parameters())}
+    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
+        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1))
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
