@@ -10,7 +10,7 @@ import torch
 from skimage.draw import disk
 
 from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, SqueezeExcitation
-from nuclei_core.models.hovernet import DEFAULT_CONFIG, PROBABILITY, HoVerNet
+from nuclei_core.models.hovernet import DEFAULT_CONFIG, HAEMATOXYLIN, PROBABILITY, HoVerNet
 from nuclei_core.postprocess.hover import distance_targets, hover_instances, instance_types
 
 
@@ -96,6 +96,7 @@ def test_model_gives_classified_contours_and_survives_a_save(tmp_path):
     assert nuclei.class_names == ("other", "inflammatory", "epithelial", "spindle")
     assert len(nuclei) > 0 and len(nuclei.contours) == len(nuclei) == len(nuclei.measurements[PROBABILITY])
     assert ((nuclei.measurements[PROBABILITY] >= 0) & (nuclei.measurements[PROBABILITY] <= 1)).all()
+    assert (nuclei.measurements[HAEMATOXYLIN] >= 0).all() and len(nuclei.measurements[HAEMATOXYLIN]) == len(nuclei)
     model.save(tmp_path / "h.pt", version="test")
     again = HoVerNet.from_weights(tmp_path / "h.pt")
     np.testing.assert_allclose(again.predict_outputs(tiles), model.predict_outputs(tiles), atol=2e-2)
@@ -128,3 +129,13 @@ def test_distance_targets_follow_a_rotated_crop():
     np.testing.assert_allclose(horizontal_after, np.rot90(vertical_before), atol=1e-6)
     np.testing.assert_allclose(vertical_after, np.rot90(-horizontal_before), atol=1e-6)
     assert not np.allclose(horizontal_after, np.rot90(horizontal_before))
+
+
+def test_haematoxylin_density_is_high_in_nuclei_and_low_in_background(shared_data):
+    from nuclei_core.data.instance_sets import load_typed_consep
+    from nuclei_core.stains import haematoxylin_density
+
+    item = load_typed_consep("val")[0]
+    density = haematoxylin_density(item.image)
+    assert density[item.labels > 0].mean() > 3 * density[item.labels == 0].mean()
+    assert haematoxylin_density(np.full((4, 4, 3), 255, np.uint8)).max() == 0  # white glass holds no stain

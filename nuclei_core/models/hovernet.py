@@ -7,16 +7,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ..nuclei import Nuclei
 from ..postprocess.hover import hover_instances, instance_types
 from ..postprocess.instances import label_map_to_nuclei
+from ..stains import haematoxylin_density
 from .base import WEIGHTS_DIR, NucleusModel
 from .hover_network import HoVerNetwork
 
 CONSEP_CLASSES = ("other", "inflammatory", "epithelial", "spindle")  # HoVer-Net's merged CoNSeP types
 PROBABILITY = "Class probability"
+HAEMATOXYLIN = "Mean haematoxylin OD"  # optical density of the haematoxylin channel (Ruifrok deconvolution)
 DEFAULT_WEIGHTS = {"SE + CA": WEIGHTS_DIR / "hovernet_consep.pt", "plain": WEIGHTS_DIR / "hovernet_plain_consep.pt"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -63,7 +66,15 @@ class HoVerNet(NucleusModel):
         return hover_instances(output[0], output[1], output[2], float(self.config["foreground_threshold"]),
                                float(self.config["edge_threshold"]), int(self.config["min_area"]))
 
-    def postprocess(self, output: np.ndarray) -> Nuclei:
+    def postprocess(self, output: np.ndarray, tile: np.ndarray | None = None) -> Nuclei:
+        """Classified contours of one tile; with the tile's pixels, also each nucleus's mean haematoxylin."""
         labels = self.label_map(output)
         types, probability = instance_types(labels, output[3:])
-        return label_map_to_nuclei(labels, output[0], types - 1, self.class_names, {PROBABILITY: probability})
+        measurements = {PROBABILITY: probability}
+        if tile is not None and labels.max():
+            measurements[HAEMATOXYLIN] = np.asarray(ndimage.mean(haematoxylin_density(tile), labels,
+                                                                 np.arange(1, labels.max() + 1)))
+        return label_map_to_nuclei(labels, output[0], types - 1, self.class_names, measurements)
+
+    def predict(self, tiles: np.ndarray) -> list[Nuclei]:
+        return [self.postprocess(output, tile) for output, tile in zip(self.predict_outputs(tiles), tiles)]
