@@ -36,16 +36,19 @@ PAPER = ("Paper (Alom et al., DSB2018): Dice 0.919 R2U-Net vs 0.904 U-Net. Targe
 TEST_SETS = {"DSB2018 stage1_test": "dsb2018", "MoNuSeg test": "monuseg", "CoNSeP test": "consep"}
 
 
-def image_scores(model: NucleusSegmenter, item: InstanceAnnotatedImage) -> dict:
-    """Every figure of one image, plus the pixel and PQ counts that pool over images."""
-    labels = model.segment(item.image)
-    pq = panoptic_quality(labels, item.labels)
-    predicted, true = labels > 0, item.labels > 0
-    return {"modality": item.modality, "dice": dice(labels, item.labels),
-            "aji": aggregated_jaccard_index(labels, item.labels),
-            "map": dsb_mean_average_precision(labels, item.labels),
+def label_scores(labels: np.ndarray, truth: np.ndarray, modality: str) -> dict:
+    """Every figure of one predicted label map, plus the pixel and PQ counts that pool over images."""
+    pq = panoptic_quality(labels, truth)
+    predicted, true = labels > 0, truth > 0
+    return {"modality": modality, "dice": dice(labels, truth), "aji": aggregated_jaccard_index(labels, truth),
+            "map": dsb_mean_average_precision(labels, truth),
             "overlap": int((predicted & true).sum()), "pixels": int(predicted.sum() + true.sum()),
             "tp": pq["tp"], "fp": pq["fp"], "fn": pq["fn"], "iou_sum": pq["sq"] * pq["tp"]}
+
+
+def image_scores(model: NucleusSegmenter, item: InstanceAnnotatedImage) -> dict:
+    """:func:`label_scores` of the model's segmentation of one test image."""
+    return label_scores(model.segment(item.image), item.labels, item.modality)
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -538,7 +538,8 @@ def test_cli_detects_crchisto_nuclei(crchisto, tmp_path):
 
 
 MODEL_CLIS_AND_WEIGHTS = {"UDNetDetection": "r2unet_nuclei.pt", "R2UNetSegmentation": "udnet_crchisto.pt",
-                          "DCRNClassification": "udnet_crchisto.pt", "CascadeGCNDetection": "dcrn_crchisto.pt"}
+                          "DCRNClassification": "udnet_crchisto.pt", "CascadeGCNDetection": "dcrn_crchisto.pt",
+                          "HoVerNetSegmentation": "udnet_crchisto.pt"}
 
 
 @pytest.mark.parametrize("name", list(MODEL_CLIS_AND_WEIGHTS))

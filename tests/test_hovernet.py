@@ -139,3 +139,24 @@ def test_haematoxylin_density_is_high_in_nuclei_and_low_in_background(shared_dat
     density = haematoxylin_density(item.image)
     assert density[item.labels > 0].mean() > 3 * density[item.labels == 0].mean()
     assert haematoxylin_density(np.full((4, 4, 3), 255, np.uint8)).max() == 0  # white glass holds no stain
+
+
+def test_cli_writes_classified_outlines_with_measurements(sample_svs, tmp_path):
+    """The CLI's plumbing with small untrained weights (the shipped ones are scored in benchmarks/): one group
+    per class, and each nucleus's class probability, shape and haematoxylin in the annotation and GeoJSON."""
+    from plugins.HoVerNetSegmentation import main as hover_main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32], "foreground_threshold": 0.3}).save(weights, version="tiny")
+    out = tmp_path / "nuclei.anot"
+    assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--model_weights",
+                       str(weights), "--geojson", str(tmp_path / "nuclei.geojson"), "--foreground_threshold",
+                       "0.3"]) == 0
+    elements = json.loads(out.read_text())["elements"]
+    assert elements and {e["type"] for e in elements} == {"polyline"}
+    assert {e["group"] for e in elements} <= set(DEFAULT_CONFIG["class_names"])
+    for key in (PROBABILITY, HAEMATOXYLIN, "Area µm^2", "Eccentricity"):
+        assert all(key in e["user"] for e in elements), key
+    features = json.loads((tmp_path / "nuclei.geojson").read_text())["features"]
+    assert HAEMATOXYLIN in features[0]["properties"]["measurements"]
