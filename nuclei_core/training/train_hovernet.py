@@ -126,14 +126,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stain-jitter", type=float, default=0.05)
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images (smoke runs)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
+    parser.add_argument("--retune", action="store_true", help="only re-tune the post-processing thresholds of the "
+                                                               "--output weights on the validation images")
     add_run_arguments(parser, steps=12000, batch_size=8, learning_rate=3e-4)
     add_device_argument(parser)
     args = parser.parse_args(argv)
     train_set = load_typed_consep("train")[: args.train_images or None]
     val_set = load_typed_consep("val")[: args.val_images or None]
     print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
-    torch.manual_seed(args.seed)
     device = str(resolve_device(args.device))
+    if args.retune:
+        model = HoVerNet.from_weights(args.output, device)
+        tuned = tune_thresholds(model, val_set)
+        model.save(args.output, version=model.weights_version)
+        log_path = Path(args.output).with_suffix(".log.json")
+        if log_path.is_file():
+            log = json.loads(log_path.read_text())
+            log["summary"].update(tuned)
+            log_path.write_text(json.dumps(log, indent=1))
+        print(json.dumps(tuned))
+        return
+    torch.manual_seed(args.seed)
     model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain}, device=device)
     if len(args.class_weights) != len(model.class_names) + 1:
         parser.error(f"give {len(model.class_names) + 1} --class-weights (background first)")

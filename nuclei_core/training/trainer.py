@@ -99,6 +99,7 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
             running = []
             state.update(network=network.state_dict(), optimizer=optimizer.state_dict(), rng=rng.bit_generator.state)
             _save_atomically(state, settings.checkpoint)
+    network.eval()  # a run stopped by max_minutes ends mid-training: batch norm must use its running statistics
     return state
 
 
