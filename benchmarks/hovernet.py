@@ -10,7 +10,6 @@ process, as the DSA runs it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,9 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.segmentation import label_scores, summarise  # noqa: E402
-from benchmarks.slide_speed import SAMPLE, cli_speed_section  # noqa: E402
+from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import load_typed_consep  # noqa: E402
-from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
 from nuclei_core.metrics.segmentation import PanopticAccumulator, multiclass_count_r2  # noqa: E402
 from nuclei_core.models.hovernet import DEFAULT_WEIGHTS, HoVerNet  # noqa: E402
 from nuclei_core.postprocess.hover import instance_types  # noqa: E402
@@ -55,10 +53,7 @@ def score(model: HoVerNet, items: list) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=SHARED_DATA)
-    parser.add_argument("--slide", default=str(SAMPLE))
-    parser.add_argument("--device", default="cpu")
+    parser = accuracy_and_speed_parser(__doc__)
     args = parser.parse_args()
     test = load_typed_consep("test", args.data)
     models = {name: HoVerNet.from_weights(path, args.device) for name, path in DEFAULT_WEIGHTS.items()}

@@ -9,7 +9,6 @@ on the sample slide in a fresh process, as the DSA runs it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -23,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import RESULTS, table, write_result  # noqa: E402
-from benchmarks.slide_speed import SAMPLE, cli_speed_section  # noqa: E402
-from nuclei_core.data.public_sets import CRCHISTO_CLASSES, SHARED_DATA, load_classified_crchisto  # noqa: E402
+from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
+from nuclei_core.data.public_sets import CRCHISTO_CLASSES, load_classified_crchisto  # noqa: E402
 from nuclei_core.models.nucleus_classifier import (  # noqa: E402
     ARCHITECTURES,
     DEFAULT_WEIGHTS,
@@ -67,10 +66,7 @@ def per_class_rows(reports: dict[str, dict]) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=SHARED_DATA)
-    parser.add_argument("--slide", default=str(SAMPLE))
-    parser.add_argument("--device", default="cpu")
+    parser = accuracy_and_speed_parser(__doc__)
     args = parser.parse_args()
     test = load_classified_crchisto("test", args.data)
     reports = {}

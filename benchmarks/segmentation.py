@@ -10,7 +10,6 @@ CLI on the sample slide in a fresh process, as the DSA runs it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -20,9 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
-from benchmarks.slide_speed import SAMPLE, cli_speed_section  # noqa: E402
+from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance_set  # noqa: E402
-from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
 from nuclei_core.metrics.segmentation import (  # noqa: E402
     aggregated_jaccard_index,
     dice,
@@ -63,10 +61,7 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=SHARED_DATA)
-    parser.add_argument("--slide", default=str(SAMPLE))
-    parser.add_argument("--device", default="cpu")
+    parser = accuracy_and_speed_parser(__doc__)
     args = parser.parse_args()
     models = {name: NucleusSegmenter.from_weights(DEFAULT_WEIGHTS[name], args.device) for name in ARCHITECTURES}
     per_image = {(label, name): [image_scores(model, item) for item in load_instance_set(dataset, "test", args.data)]

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
+from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
 from nuclei_core.models.udnet import UDNet  # noqa: E402
 from nuclei_core.slide import Slide  # noqa: E402
 from nuclei_core.tiling import plan_tiles  # noqa: E402
@@ -71,6 +72,16 @@ def cli_variant_rows(slide_path: str, cli: str, variants: dict[str, list[str]], 
                          "tissue MP/s": round(tissue_mp / seconds, 4), "nuclei": nuclei,
                          "nuclei/s": round(nuclei / seconds, 1), "peak RSS MiB": round(peak)})
     return rows
+
+
+def accuracy_and_speed_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that scores test images and times a CLI on a slide: --data, --slide,
+    --device."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    parser.add_argument("--slide", default=str(SAMPLE), help="the slide the CLI is timed on")
+    parser.add_argument("--device", default="cpu")
+    return parser
 
 
 def cli_speed_section(slide_path: str, cli: str, variants: dict[str, list[str]], device: str, label: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,20 @@ def settings_from(args: argparse.Namespace, checkpoint: Path | None = None, **ex
     return TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
                          seed=args.seed, max_minutes=args.max_minutes,
                          checkpoint=checkpoint or Path(args.checkpoint or args.output + ".ckpt"), **extra)
+
+
+def write_run_log(args: argparse.Namespace, state: dict[str, Any], summary: dict[str, Any]) -> None:
+    """``<output>.log.json``: the run's ``summary``, its validation history and its arguments; the summary is
+    printed too."""
+    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
+        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1, default=str))
+    print(json.dumps(summary))
+
+
+def update_run_summary(output: str | Path, values: dict[str, Any]) -> None:
+    """Add ``values`` to the summary of ``<output>.log.json`` when there is one (after re-tuning)."""
+    path = Path(output).with_suffix(".log.json")
+    if path.is_file():
+        log = json.loads(path.read_text())
+        log["summary"].update(values)
+        path.write_text(json.dumps(log, indent=1, default=str))

@@ -10,7 +10,6 @@ learning rate; the checkpoint with the best validation weighted F1 is kept. Exam
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..models.nucleus_classifier import (
     NucleusClassifier,
     centred_patches,
 )
-from .run_arguments import add_device_argument, add_run_arguments, settings_from
+from .run_arguments import add_device_argument, add_run_arguments, settings_from, write_run_log
 from .trainer import train
 
 
@@ -99,10 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     classifier.network.load_state_dict(state["best_state"])
     classifier.network.eval()
     classifier.save(args.output, version=Path(args.output).stem)
-    summary = {"step": state["step"], "best_validation_weighted_f1": state["best_score"], **state["best_extra"]}
-    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
-        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1, default=str))
-    print(json.dumps(summary))
+    write_run_log(args, state, {"step": state["step"], "best_validation_weighted_f1": state["best_score"],
+                                **state["best_extra"]})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
 from ..postprocess.hover import distance_targets, instance_types
-from .run_arguments import add_device_argument, add_run_arguments, settings_from
+from .run_arguments import add_device_argument, add_run_arguments, settings_from, update_run_summary, write_run_log
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -139,11 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         model = HoVerNet.from_weights(args.output, device)
         tuned = tune_thresholds(model, val_set)
         model.save(args.output, version=model.weights_version)
-        log_path = Path(args.output).with_suffix(".log.json")
-        if log_path.is_file():
-            log = json.loads(log_path.read_text())
-            log["summary"].update(tuned)
-            log_path.write_text(json.dumps(log, indent=1))
+        update_run_summary(args.output, tuned)
         print(json.dumps(tuned))
         return
     torch.manual_seed(args.seed)
@@ -156,11 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     model.network.load_state_dict(state["best_state"])
     tuned = tune_thresholds(model, val_set)
     model.save(args.output, version=Path(args.output).stem)
-    summary = {"step": state["step"], "best_step_score": state["best_score"], **tuned,
-               "parameters": sum(p.numel() for p in model.network.parameters())}
-    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
-        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1))
-    print(json.dumps(summary))
+    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
+                                "parameters": sum(p.numel() for p in model.network.parameters())})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_pr
 from ..models.base import resolve_device
 from ..models.segmenter import ARCHITECTURES, DEFAULT_CONFIG, NucleusSegmenter
 from ..postprocess.instances import instance_targets, split_instances
-from .run_arguments import add_device_argument, add_run_arguments, settings_from
+from .run_arguments import add_device_argument, add_run_arguments, settings_from, write_run_log
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -167,11 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     tuned = tune_thresholds(model, validation)
     model.config.update({k: tuned[k] for k in ("foreground_threshold", "marker_threshold", "min_area")})
     model.save(args.output, version=args.version or Path(args.output).stem)
-    summary = {"step": state["step"], "best_step_score": state["best_score"], **tuned,
-               "parameters": sum(p.numel() for p in model.network.parameters())}
-    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
-        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1))
-    print(json.dumps(summary))
+    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
+                                "parameters": sum(p.numel() for p in model.network.parameters())})
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ Examples (the shipped weights; their model cards give the exact commands)::
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -27,7 +25,7 @@ from ..models.udnet import DEFAULT_CONFIG, UDNet
 from ..postprocess.peaks import find_peaks
 from .density import density_target
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .run_arguments import add_device_argument, settings_from
+from .run_arguments import add_device_argument, settings_from, write_run_log
 from .trainer import train
 
 THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
@@ -105,10 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     model.network.load_state_dict(state["best_state"])
     model.config.update(state["best_extra"])
     model.save(args.output, version=args.version)
-    summary = {"step": state["step"], "best_validation_f1": state["best_score"], **state["best_extra"]}
-    Path(args.output).with_suffix(".log.json").write_text(json.dumps(
-        {"summary": summary, "history": state["history"], "arguments": vars(args)}, indent=1))
-    print(json.dumps(summary))
+    write_run_log(args, state, {"step": state["step"], "best_validation_f1": state["best_score"],
+                                **state["best_extra"]})
 
 
 if __name__ == "__main__":
