@@ -15,7 +15,7 @@ from shapely.geometry import MultiPolygon
 
 from .errors import InputError
 from .merge import keep_in_core
-from .models.base import SlideModel
+from .models.base import SlideModel, TilePreparation, resolve_device
 from .nuclei import Nuclei
 from .progress import Progress
 from .region import contains_points
@@ -42,6 +42,9 @@ def _build_model(spec: ModelSpec) -> SlideModel:
     return spec.model_class.from_weights(spec.weights, spec.device, **dict(spec.overrides))
 
 
+COLOUR_SAMPLE_TILES = 8
+
+
 @lru_cache(maxsize=8)
 def _open_slide(path: str, input_mag: float | None) -> Slide:
     return Slide(path, input_mag)
@@ -57,6 +60,7 @@ class EngineSettings:
     scheduler: str = ""
     num_workers: int = 1
     show_progress: bool = True
+    inference: str = "auto"  # with Dask: "workers" run the model, or "here" on tiles they prepare; auto: here on a GPU
 
 
 @dataclass
@@ -86,9 +90,9 @@ def stack_padded(images: list[np.ndarray]) -> np.ndarray:
                      for i in images])
 
 
-def infer_tiles(model: SlideModel, images: list[np.ndarray], tiles: list[Tile], scale: float) -> Nuclei:
-    """Nuclei of a batch of tiles, each kept only in its own core, in base pixel coordinates."""
-    results = model.predict_at(stack_padded(images), [tuple(tile.read[:2]) for tile in tiles], scale)
+def infer_tiles(model: SlideModel, prepared: list[np.ndarray], tiles: list[Tile], scale: float) -> Nuclei:
+    """Nuclei of a batch of prepared tiles, each kept only in its own core, in base pixel coordinates."""
+    results = model.predict_at(stack_padded(prepared), [tuple(tile.read[:2]) for tile in tiles], scale)
     owned = []
     for nuclei, tile in zip(results, tiles):
         origin = np.array(tile.read[:2], dtype=np.float64)
@@ -97,35 +101,52 @@ def infer_tiles(model: SlideModel, images: list[np.ndarray], tiles: list[Tile], 
     return Nuclei.concatenate(owned, model.class_names)
 
 
-def analyse_tile_batch(slide_path: str, input_mag: float | None, spec: ModelSpec, tiles: list[Tile],
-                       scale: float) -> Nuclei:
-    """Read and analyse one batch of tiles in this process (the unit of work sent to Dask workers)."""
+def prepare_tile_batch(slide_path: str, input_mag: float | None, preparation: TilePreparation, tiles: list[Tile],
+                       scale: float) -> list[np.ndarray]:
+    """Read and prepare one batch of tiles in this process (what Dask workers do when the model runs elsewhere)."""
     slide = _open_slide(slide_path, input_mag)
-    return infer_tiles(spec.build(), [read_tile(slide, t, scale) for t in tiles], tiles, scale)
+    return [preparation(read_tile(slide, t, scale)) for t in tiles]
+
+
+def analyse_tile_batch(slide_path: str, input_mag: float | None, spec: ModelSpec, preparation: TilePreparation,
+                       tiles: list[Tile], scale: float) -> Nuclei:
+    """Read, prepare and analyse one batch of tiles in this process (the unit of work of Dask workers)."""
+    prepared = prepare_tile_batch(slide_path, input_mag, preparation, tiles, scale)
+    return infer_tiles(spec.build(), prepared, tiles, scale)
 
 
 def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
     return [tiles[i:i + size] for i in range(0, len(tiles), size)]
 
 
-def _run_in_process(slide: Slide, model: SlideModel, batches: list[list[Tile]], scale: float,
-                    progress: Progress) -> Iterator[Nuclei]:
-    """Batches in order, reading the next batch in a thread while the current one is inferred."""
+def colour_sample(slide: Slide, tiles: list[Tile], scale: float, count: int = COLOUR_SAMPLE_TILES) -> np.ndarray:
+    """RGB pixels of up to ``count`` tiles spread over the plan, read at analysis scale (slide-wide colour
+    statistics such as Reinhard's)."""
+    if not tiles:
+        return np.zeros((0, 3), np.uint8)
+    chosen = np.unique(np.linspace(0, len(tiles) - 1, min(count, len(tiles))).round().astype(int))
+    return np.concatenate([read_tile(slide, tiles[i], scale)[::2, ::2].reshape(-1, 3) for i in chosen])
+
+
+def _run_in_process(slide: Slide, model: SlideModel, preparation: TilePreparation, batches: list[list[Tile]],
+                    scale: float, progress: Progress) -> Iterator[Nuclei]:
+    """Batches in order, reading and preparing the next batch in a thread while the current one is inferred."""
     def read_batch(batch: list[Tile]) -> list[np.ndarray]:
-        return [read_tile(slide, t, scale) for t in batch]
+        return [preparation(read_tile(slide, t, scale)) for t in batch]
 
     with ThreadPoolExecutor(max_workers=1) as reader:
         upcoming = [reader.submit(read_batch, batches[0])] if batches else []
         for index, batch in enumerate(batches):
-            images = upcoming.pop().result()
+            prepared = upcoming.pop().result()
             if index + 1 < len(batches):
                 upcoming.append(reader.submit(read_batch, batches[index + 1]))
-            yield infer_tiles(model, images, batch, scale)
+            yield infer_tiles(model, prepared, batch, scale)
             progress.update(len(batch))
 
 
 LOCAL_SCHEDULERS = {"multithreading": "threads", "threads": "threads",
                     "multiprocessing": "processes", "processes": "processes"}
+INFERENCE_PLACES = ("auto", "workers", "here")
 
 
 def check_scheduler(scheduler: str) -> None:
@@ -151,27 +172,54 @@ def _dask_client(scheduler: str, num_workers: int):
         raise InputError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
 
 
-def _run_on_dask(slide: Slide, spec: ModelSpec, batches: list[list[Tile]], scale: float, settings: EngineSettings,
+def infers_here(settings: EngineSettings, spec: ModelSpec) -> bool:
+    """Whether this process runs the model on tiles the Dask workers read and prepare: asked for, or (auto)
+    when the model is on a GPU, so one process owns it while the workers keep it fed."""
+    if settings.inference not in INFERENCE_PLACES:
+        raise ValueError(f"unknown inference place {settings.inference!r}: use one of {INFERENCE_PLACES}")
+    if settings.inference == "auto":
+        return resolve_device(spec.device).type == "cuda"
+    return settings.inference == "here"
+
+
+def _run_on_dask(slide: Slide, spec: ModelSpec, model: SlideModel, preparation: TilePreparation,
+                 batches: list[list[Tile]], scale: float, settings: EngineSettings,
                  progress: Progress) -> Iterator[Nuclei]:
-    """Batches as Dask tasks, at most two per worker in flight (bounded memory)."""
+    """Batches as Dask tasks, at most two per worker in flight (bounded memory). Workers read and prepare
+    their own tiles; the model runs on the workers, or here on what they prepared (``infers_here``).
+    A worker lost mid-run has its tasks rerun elsewhere by Dask; each batch is merged exactly once."""
     from dask.distributed import as_completed
 
+    here = infers_here(settings, spec)
     with _dask_client(settings.scheduler, settings.num_workers) as client:
         workers = max(1, sum(client.nthreads().values()))
-        queue, sizes = iter(batches), {}
+        queue, batch_of = iter(enumerate(batches)), {}
 
-        def submit(batch: list[Tile]):
-            future = client.submit(analyse_tile_batch, slide.path, slide.input_mag, spec, batch, scale, pure=False)
-            sizes[future.key] = len(batch)
+        def submit(index: int, batch: list[Tile]):
+            if here:
+                future = client.submit(prepare_tile_batch, slide.path, slide.input_mag, preparation, batch,
+                                       scale, pure=False)
+            else:
+                future = client.submit(analyse_tile_batch, slide.path, slide.input_mag, spec, preparation, batch,
+                                       scale, pure=False)
+            batch_of[future.key] = index
             return future
 
-        running = as_completed([submit(b) for b in itertools.islice(queue, 2 * workers)])
+        merged: set[int] = set()
+        running = as_completed([submit(*item) for item in itertools.islice(queue, 2 * workers)])
         for future in running:
-            yield future.result()
-            progress.update(sizes.pop(future.key))
-            next_batch = next(queue, None)
-            if next_batch is not None:
-                running.add(submit(next_batch))
+            index = batch_of.pop(future.key)
+            result = future.result()
+            next_item = next(queue, None)
+            if next_item is not None:
+                running.add(submit(*next_item))
+            if index in merged:
+                continue
+            merged.add(index)
+            yield infer_tiles(model, result, batches[index], scale) if here else result
+            progress.update(len(batches[index]))
+        if len(merged) != len(batches):
+            raise RuntimeError(f"Dask returned {len(merged)} of {len(batches)} tile batches")
 
 
 def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, settings: EngineSettings) -> SlideResult:
@@ -183,10 +231,11 @@ def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, se
     batches = _batches(plan.tiles, settings.batch_size)
     progress = Progress(len(plan.tiles), model.name, f"{len(plan.tiles)} tiles", settings.show_progress)
     try:
+        preparation = model.tile_preparation(lambda: colour_sample(slide, plan.tiles, plan.scale))
         if settings.scheduler:
-            parts = list(_run_on_dask(slide, spec, batches, plan.scale, settings, progress))
+            parts = list(_run_on_dask(slide, spec, model, preparation, batches, plan.scale, settings, progress))
         else:
-            parts = list(_run_in_process(slide, model, batches, plan.scale, progress))
+            parts = list(_run_in_process(slide, model, preparation, batches, plan.scale, progress))
     finally:
         progress.close()
     nuclei = Nuclei.concatenate(parts, model.class_names)

@@ -12,12 +12,14 @@ from .models.base import NucleusModel
 
 def predict_centroids(model: NucleusModel, image: np.ndarray, magnification: float = 20.0) -> np.ndarray:
     """Nucleus centres of one whole image scanned at ``magnification``, resampled to the model's own
-    magnification and back (image pixels)."""
+    magnification, prepared as the model's slides are (the image's own colours standing for the slide's), and
+    back (image pixels)."""
     scale = model.analysis_magnification / magnification
     if scale != 1:
         height, width = image.shape[:2]
         image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
-    return model.predict(image[None])[0].centroids / scale
+    prepared = model.tile_preparation(lambda: image)(image)
+    return model.predict(prepared[None])[0].centroids / scale
 
 
 def score_point_detector(model: NucleusModel, images: list[PointAnnotatedImage], radius: float = 6.0,

@@ -17,7 +17,8 @@ from .errors import InputError, NucleiError
 from .nuclei import Nuclei
 from .outputs.readers import read_nuclei
 
-METHOD_CLIS = ("UDNetDetection", "CascadeGCNDetection", "R2UNetSegmentation", "DCRNClassification")
+METHOD_CLIS = ("UDNetDetection", "CascadeGCNDetection", "FasterRCNNDetection", "R2UNetSegmentation",
+               "HoVerNetSegmentation", "DCRNClassification")
 FORWARDED = ("input_mag", "min_fgnd_frac", "analysis_tile_size", "batch_size", "device", "scheduler", "num_workers")
 _ENTRY = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$")
 

@@ -15,6 +15,13 @@ from ..nuclei import Nuclei
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
+TilePreparation = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 RGB -> (H, W, C) what the model takes
+
+
+def keep_rgb(tile: np.ndarray) -> np.ndarray:
+    """The preparation of most models: the tile's RGB pixels as read."""
+    return tile
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error."""
@@ -52,11 +59,23 @@ class SlideModel(Protocol):
     halo: int
     class_names: tuple[str, ...]
 
+    def tile_preparation(self, colour_sample: Callable[[], np.ndarray]) -> TilePreparation:
+        """The picklable per-tile step run where tiles are read (Dask workers, or a reader thread) before
+        ``predict_at``; ``colour_sample()`` gives RGB pixels of the slide's tissue for slide-wide settings."""
+
     def predict_at(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
-        """Nuclei of each tile (tile px); ``origins`` are the tiles' top-left corners in analysis px."""
+        """Nuclei of each prepared tile (tile px); ``origins`` are the tiles' top-left corners in analysis px."""
 
     def parameters_record(self) -> dict[str, Any]:
         """What the outputs record about the model."""
+
+
+class ReadsRGB:
+    """For models that take tiles as read: the identity preparation."""
+
+    def tile_preparation(self, colour_sample: Callable[[], np.ndarray]) -> TilePreparation:
+        """No slide-wide settings and no per-tile step."""
+        return keep_rgb
 
 
 class TrainedModel(ABC):
@@ -99,7 +118,7 @@ class TrainedModel(ABC):
         """The untrained torch module for ``config``."""
 
 
-class NucleusModel(TrainedModel):
+class NucleusModel(ReadsRGB, TrainedModel):
     """A trained network plus its pre- and post-processing, working on tiles at its own magnification.
 
     Subclasses set ``analysis_magnification`` (objective power the network was trained at),

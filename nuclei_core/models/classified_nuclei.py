@@ -15,12 +15,13 @@ import numpy as np
 from ..errors import InputError, WeightsError
 from ..nuclei import Nuclei
 from ..outputs.readers import read_nuclei
+from .base import ReadsRGB
 from .nucleus_classifier import NucleusClassifier
 from .udnet import DEFAULT_WEIGHTS as UDNET_WEIGHTS
 from .udnet import UDNet
 
 
-class ClassifyingModel(ABC):
+class ClassifyingModel(ReadsRGB, ABC):
     """A classifier applied to nuclei of each tile; subclasses say where the nuclei come from."""
 
     halo_margin = 2  # px beyond half a patch, so a nucleus at the core's edge has its whole patch read

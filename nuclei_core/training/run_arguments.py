@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .trainer import TrainSettings
 
@@ -49,3 +49,21 @@ def update_run_summary(output: str | Path, values: dict[str, Any]) -> None:
         log = json.loads(path.read_text())
         log["summary"].update(values)
         path.write_text(json.dumps(log, indent=1, default=str))
+
+
+def save_best(args: argparse.Namespace, model: Any, state: dict[str, Any], tune: Callable[[Any], dict]) -> None:
+    """Load the run's best weights into ``model``, tune its post-processing with ``tune(model)``, save it to
+    ``--output`` and write the run log."""
+    model.network.load_state_dict(state["best_state"])
+    tuned = tune(model)
+    model.save(args.output, version=Path(args.output).stem)
+    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
+                                "parameters": sum(p.numel() for p in model.network.parameters())})
+
+
+def retune_saved(output: str, model: Any, tune: Callable[[Any], dict]) -> None:
+    """Re-tune the post-processing of the ``model`` loaded from ``output``, save it there and log the result."""
+    tuned = tune(model)
+    model.save(output, version=model.weights_version)
+    update_run_summary(output, tuned)
+    print(json.dumps(tuned))

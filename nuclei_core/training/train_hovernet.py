@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,7 +24,7 @@ from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
 from ..postprocess.hover import distance_targets, instance_types
-from .run_arguments import add_device_argument, add_run_arguments, settings_from, update_run_summary, write_run_log
+from .run_arguments import add_device_argument, add_run_arguments, retune_saved, save_best, settings_from
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -136,11 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
     device = str(resolve_device(args.device))
     if args.retune:
-        model = HoVerNet.from_weights(args.output, device)
-        tuned = tune_thresholds(model, val_set)
-        model.save(args.output, version=model.weights_version)
-        update_run_summary(args.output, tuned)
-        print(json.dumps(tuned))
+        retune_saved(args.output, HoVerNet.from_weights(args.output, device), lambda m: tune_thresholds(m, val_set))
         return
     torch.manual_seed(args.seed)
     model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain}, device=device)
@@ -149,11 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     state = train(model.network, make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter),
                   make_loss(args.class_weights), make_validator(model, val_set),
                   settings_from(args, device=device, schedule="step"), log=lambda line: print(line, flush=True))
-    model.network.load_state_dict(state["best_state"])
-    tuned = tune_thresholds(model, val_set)
-    model.save(args.output, version=Path(args.output).stem)
-    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
-                                "parameters": sum(p.numel() for p in model.network.parameters())})
+    save_best(args, model, state, lambda m: tune_thresholds(m, val_set))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ class TrainSettings:
     device: str = "cpu"  # where the network lives; batches are moved there
     schedule: str = "cosine"  # learning rate: cosine decay to final_learning_rate, or "step": a tenth after 2/3
     validate_at_start: bool = False  # score the starting weights too (fine-tuning: keep them if nothing beats them)
+    loss_sees_network: bool = False  # loss_fn(network, inputs, targets): networks that compute their own losses
 
 
 def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -87,7 +88,7 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
             group["lr"] = lr
         network.train()
         inputs, targets = (t.to(settings.device) for t in sample_batch(rng))
-        loss = loss_fn(network(inputs), targets)
+        loss = loss_fn(network, inputs, targets) if settings.loss_sees_network else loss_fn(network(inputs), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
