@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import load_instance_set  # noqa: E402
+from nuclei_core.evaluation import prepared_image  # noqa: E402
 from nuclei_core.metrics.boxes import BoxScores, instance_boxes  # noqa: E402
 from nuclei_core.metrics.detection import DetectionScores, detection_scores  # noqa: E402
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS, FasterRCNNDetector  # noqa: E402
@@ -46,8 +47,7 @@ def score(model: FasterRCNNDetector, items: list) -> dict:
     model.network.roi_heads.score_thresh = min(PAPER_SCORE, tuned)
     centroid, boxes = DetectionScores(0, 0, 0), {t: BoxScores(t) for t in (0.1, 0.5)}
     for item in items:
-        prepared = model.tile_preparation(lambda image=item.image: image)(item.image)
-        found = model.predict(prepared[None])[0]
+        found = model.predict(prepared_image(model, item.image)[None])[0]
         kept = found.scores >= tuned
         centroid += detection_scores(found.centroids[kept], instance_centroids(item.labels), MATCH_RADIUS)
         detected = found.scores >= PAPER_SCORE

@@ -187,7 +187,8 @@ def _run_on_dask(slide: Slide, spec: ModelSpec, model: SlideModel, preparation: 
                  progress: Progress) -> Iterator[Nuclei]:
     """Batches as Dask tasks, at most two per worker in flight (bounded memory). Workers read and prepare
     their own tiles; the model runs on the workers, or here on what they prepared (``infers_here``).
-    A worker lost mid-run has its tasks rerun elsewhere by Dask; each batch is merged exactly once."""
+    A worker lost mid-run has its tasks rerun elsewhere by Dask; a check at the end proves each batch was merged
+    exactly once."""
     from dask.distributed import as_completed
 
     here = infers_here(settings, spec)
@@ -205,7 +206,7 @@ def _run_on_dask(slide: Slide, spec: ModelSpec, model: SlideModel, preparation: 
             batch_of[future.key] = index
             return future
 
-        merged: set[int] = set()
+        merged: list[int] = []
         running = as_completed([submit(*item) for item in itertools.islice(queue, 2 * workers)])
         for future in running:
             index = batch_of.pop(future.key)
@@ -213,12 +214,10 @@ def _run_on_dask(slide: Slide, spec: ModelSpec, model: SlideModel, preparation: 
             next_item = next(queue, None)
             if next_item is not None:
                 running.add(submit(*next_item))
-            if index in merged:
-                continue
-            merged.add(index)
+            merged.append(index)
             yield infer_tiles(model, result, batches[index], scale) if here else result
             progress.update(len(batches[index]))
-        if len(merged) != len(batches):
+        if sorted(merged) != list(range(len(batches))):
             raise RuntimeError(f"Dask returned {len(merged)} of {len(batches)} tile batches")
 
 

@@ -10,6 +10,11 @@ from .metrics.detection import DetectionScores, detection_scores
 from .models.base import NucleusModel
 
 
+def prepared_image(model: NucleusModel, image: np.ndarray) -> np.ndarray:
+    """A whole image prepared as the model's slide tiles are, its own colours standing for the slide's."""
+    return model.tile_preparation(lambda: image)(image)
+
+
 def predict_centroids(model: NucleusModel, image: np.ndarray, magnification: float = 20.0) -> np.ndarray:
     """Nucleus centres of one whole image scanned at ``magnification``, resampled to the model's own
     magnification, prepared as the model's slides are (the image's own colours standing for the slide's), and
@@ -18,8 +23,7 @@ def predict_centroids(model: NucleusModel, image: np.ndarray, magnification: flo
     if scale != 1:
         height, width = image.shape[:2]
         image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
-    prepared = model.tile_preparation(lambda: image)(image)
-    return model.predict(prepared[None])[0].centroids / scale
+    return model.predict(prepared_image(model, image)[None])[0].centroids / scale
 
 
 def score_point_detector(model: NucleusModel, images: list[PointAnnotatedImage], radius: float = 6.0,
