@@ -1,11 +1,13 @@
-"""R2U-Net vs U-Net nucleus segmentation on unseen test images, and the whole-slide CLI's speed.
+"""R2U-Net vs U-Net vs the multi-magnification graph attention network (MM-GAT) on unseen test images, and the
+whole-slide CLIs' speed.
 
 Accuracy: DSB2018 ``stage1_test`` (65 images with the released solution; per modality too), MoNuSeg
 ``test`` (14 H&E tiles, 40x) and CoNSeP ``test`` (14 H&E tiles, 40x), whole images at native
 resolution, post-processing thresholds as tuned on the validation split. Dice and AJI are means of the
 per-image values (pooled Dice beside them); DSB mean AP is the 2018 Data Science Bowl score (IoU
-0.5:0.95) averaged over images; PQ pools TP/FP/FN and IoU over the images. Speed: the R2UNetSegmentation
-CLI on the sample slide in a fresh process, as the DSA runs it.
+0.5:0.95) averaged over images, and so are the graph attention paper's average F1 (IoU 0.5:0.95) and recall at
+IoU 0.7; PQ pools TP/FP/FN and IoU over the images. Speed: the R2UNetSegmentation and GraphAttentionSegmentation
+CLIs on the sample slide in a fresh process, as the DSA runs them.
 """
 
 from __future__ import annotations
@@ -19,18 +21,31 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
-from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
+from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section, timed  # noqa: E402
 from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance_set  # noqa: E402
 from nuclei_core.metrics.segmentation import (  # noqa: E402
     aggregated_jaccard_index,
+    average_f1,
     dice,
     dsb_mean_average_precision,
+    matches_over_thresholds,
     panoptic_quality,
 )
-from nuclei_core.models.segmenter import ARCHITECTURES, DEFAULT_WEIGHTS, NucleusSegmenter  # noqa: E402
+from nuclei_core.models.graph_attention import PyramidGraph  # noqa: E402
+from nuclei_core.models.segmenter import (  # noqa: E402
+    ARCHITECTURES,
+    DEFAULT_WEIGHTS,
+    GRAPH_ATTENTION,
+    NucleusSegmenter,
+)
 
 PAPER = ("Paper (Alom et al., DSB2018): Dice 0.919 R2U-Net vs 0.904 U-Net. Targets on unseen images: DSB2018 "
-         "Dice >= 0.92 and mean AP (IoU 0.5:0.95) >= 0.55; MoNuSeg Dice >= 0.80 and AJI >= 0.60.")
+         "Dice >= 0.92 and mean AP (IoU 0.5:0.95) >= 0.55; MoNuSeg Dice >= 0.80 and AJI >= 0.60. Graph attention "
+         "paper (DSB2018 stage 1 test): average F1 0.6762, recall at IoU 0.7 0.7931 (topcoders 0.6316 / 0.7762); "
+         "target: MM-GAT average F1 >= 0.68 on DSB2018.")
+SMALL_NUCLEUS_AREA = 250  # px: median true nucleus area below which a fluorescence image has "small nuclei"
+MODALITY_GROUPS = ("fluorescence, small nuclei", "fluorescence, large nuclei", "he", "brightfield")
+TILE_SIDES = (0, 256, 512, 1024)  # 0: the same process without a forward pass (its base memory and time)
 TEST_SETS = {"DSB2018 stage1_test": "dsb2018", "MoNuSeg test": "monuseg", "CoNSeP test": "consep"}
 
 
@@ -38,15 +53,26 @@ def label_scores(labels: np.ndarray, truth: np.ndarray, modality: str) -> dict:
     """Every figure of one predicted label map, plus the pixel and PQ counts that pool over images."""
     pq = panoptic_quality(labels, truth)
     predicted, true = labels > 0, truth > 0
+    (matched_07,), _, n_true = matches_over_thresholds(labels, truth, (0.7,))
     return {"modality": modality, "dice": dice(labels, truth), "aji": aggregated_jaccard_index(labels, truth),
-            "map": dsb_mean_average_precision(labels, truth),
+            "map": dsb_mean_average_precision(labels, truth), "f1": average_f1(labels, truth),
+            "recall_07": matched_07 / n_true if n_true else 1.0,
             "overlap": int((predicted & true).sum()), "pixels": int(predicted.sum() + true.sum()),
             "tp": pq["tp"], "fp": pq["fp"], "fn": pq["fn"], "iou_sum": pq["sq"] * pq["tp"]}
 
 
+def modality_group(item: InstanceAnnotatedImage) -> str:
+    """The image's modality; fluorescence (DSB2018's grayscale images) split by the median true nucleus area."""
+    if item.modality != "fluorescence":
+        return item.modality
+    areas = np.bincount(item.labels.ravel())[1:]
+    size = "small" if np.median(areas[areas > 0]) < SMALL_NUCLEUS_AREA else "large"
+    return f"fluorescence, {size} nuclei"
+
+
 def image_scores(model: NucleusSegmenter, item: InstanceAnnotatedImage) -> dict:
     """:func:`label_scores` of the model's segmentation of one test image."""
-    return label_scores(model.segment(item.image), item.labels, item.modality)
+    return label_scores(model.segment(item.image), item.labels, modality_group(item))
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -57,28 +83,54 @@ def summarise(rows: list[dict]) -> dict:
     return {"images": len(rows), "Dice": float(np.mean([r["dice"] for r in rows])),
             "pooled Dice": 2 * sum(r["overlap"] for r in rows) / max(1, sum(r["pixels"] for r in rows)),
             "AJI": float(np.mean([r["aji"] for r in rows])), "DSB mean AP": float(np.mean([r["map"] for r in rows])),
-            "PQ": dq * sq}
+            "average F1": float(np.mean([r["f1"] for r in rows])),
+            "recall@0.7": float(np.mean([r["recall_07"] for r in rows])), "PQ": dq * sq}
+
+
+def graph_tile_memory(model: NucleusSegmenter, device: str) -> list[dict]:
+    """Peak RSS and time of one MM-GAT forward pass over one tile of each side, a fresh process each, above
+    those of the same process that only loads the model."""
+    rows, base = [], (0.0, 0.0)
+    for side in TILE_SIDES:
+        code = ("import numpy as np; from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, "
+                f"NucleusSegmenter; m = NucleusSegmenter.from_weights(DEFAULT_WEIGHTS[GRAPH_ATTENTION], {device!r}); "
+                f"{side} and m.predict_outputs(np.full((1, {side}, {side}, 3), 128, np.uint8))")
+        seconds, peak = timed([sys.executable, "-c", code])
+        if not side:
+            base = (seconds, peak)
+            continue
+        graph = PyramidGraph(side, side, int(model.config["levels"]))
+        rows.append({"tile px": f"{side} x {side}", "nodes": graph.nodes, "edges": int(graph.edges()[0].numel()),
+                     "forward s": round(seconds - base[0], 1), "peak RSS MiB": round(peak),
+                     "above base MiB": round(peak - base[1]), "KiB per pixel": round((peak - base[1]) * 1024 / side ** 2, 2)})
+    return rows
 
 
 def main() -> None:
     parser = accuracy_and_speed_parser(__doc__)
     args = parser.parse_args()
-    models = {name: NucleusSegmenter.from_weights(DEFAULT_WEIGHTS[name], args.device) for name in ARCHITECTURES}
+    models = {name: NucleusSegmenter.from_weights(DEFAULT_WEIGHTS[name], args.device)
+              for name in (*ARCHITECTURES, GRAPH_ATTENTION)}
     per_image = {(label, name): [image_scores(model, item) for item in load_instance_set(dataset, "test", args.data)]
                  for label, dataset in TEST_SETS.items() for name, model in models.items()}
     summary = [{"test set": label, "model": name, **summarise(rows)} for (label, name), rows in per_image.items()]
     dsb = next(label for label, dataset in TEST_SETS.items() if dataset == "dsb2018")
     by_modality = [{"modality": modality, "model": name, **summarise([r for r in per_image[dsb, name]
                                                                       if r["modality"] == modality])}
-                   for modality in ("fluorescence", "he", "brightfield") for name in models]
+                   for modality in MODALITY_GROUPS for name in models]
+    clis = {**dict.fromkeys(ARCHITECTURES, "R2UNetSegmentation"), GRAPH_ATTENTION: "GraphAttentionSegmentation"}
     speed_section, speed, tissue_mp = cli_speed_section(
-        args.slide, "R2UNetSegmentation", {n: ["--architecture", n] for n in models}, args.device, "network",
-        "segmentation at 40x (the 20x slide upsampled)")
+        args.slide, clis, {n: ["--architecture", n] if n in ARCHITECTURES else [] for n in clis}, args.device,
+        "network", "segmentation at 40x (the 20x slide upsampled)")
+    memory = graph_tile_memory(models[GRAPH_ATTENTION], args.device)
     body = (f"## Unseen test images, whole images at native resolution\n\n{table(summary)}\n\n{PAPER}\n\n"
-            f"### DSB2018 stage1_test by modality (rule-based modality of the dataset README)\n\n"
-            f"{table(by_modality)}\n\n{speed_section}")
-    print(write_result("segmentation", "Nucleus segmentation: R2U-Net vs U-Net", body,
+            f"### DSB2018 stage1_test by modality (rule-based modality of the dataset README; fluorescence, all of it "
+            f"grayscale, split at a median true nucleus area of {SMALL_NUCLEUS_AREA} px)\n\n"
+            f"{table(by_modality)}\n\n{speed_section}\n"
+            f"## MM-GAT memory per tile (one tile, batch 1, {args.device}; a fresh process each)\n\n{table(memory)}\n")
+    print(write_result("segmentation", "Nucleus segmentation: R2U-Net vs U-Net vs MM-GAT", body,
                        {"summary": summary, "by_modality": by_modality, "slide": speed, "tissue_mp": tissue_mp,
+                        "graph_memory": memory,
                         "configs": {n: m.config for n, m in models.items()}}))
     print(body)
 

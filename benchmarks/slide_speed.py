@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,9 +30,12 @@ SAMPLE = ROOT.parent / "shared/data/wsi/CMU-1-Small-Region.svs"
 
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, process tree) of ``command``; fails loudly on a non-zero exit."""
+    """Wall seconds and peak RSS (MiB, process tree) of ``command``; fails loudly on a non-zero exit. The command
+    runs with the machine's default thread counts, whatever this process was limited to."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     started = time.time()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env=environment)
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:
         try:
@@ -57,15 +61,17 @@ def tissue_megapixels(slide_path: str) -> float:
     return plan_tiles(Slide(slide_path), 20.0, 1024, 32, None, 0.1).tissue_base_pixels / 1e6
 
 
-def cli_variant_rows(slide_path: str, cli: str, variants: dict[str, list[str]], device: str,
+def cli_variant_rows(slide_path: str, cli: str | dict[str, str], variants: dict[str, list[str]], device: str,
                      label: str) -> list[dict]:
-    """One CLI on a whole slide per variant of its options (fresh process each, as the DSA runs it)."""
+    """A CLI (or each variant's own CLI) on a whole slide per variant of its options (fresh process each, as the
+    DSA runs it)."""
     tissue_mp = tissue_megapixels(slide_path)
+    cli_of = cli if isinstance(cli, dict) else dict.fromkeys(variants, cli)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "out.anot"
         for name, options in variants.items():
-            seconds, peak = timed([sys.executable, "-m", "plugins", cli, slide_path, str(out), *options,
+            seconds, peak = timed([sys.executable, "-m", "plugins", cli_of[name], slide_path, str(out), *options,
                                    "--device", device])
             nuclei = count_elements(out)
             rows.append({label: name, "device": device, "wall s": round(seconds, 1),
@@ -84,8 +90,8 @@ def accuracy_and_speed_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
-def cli_speed_section(slide_path: str, cli: str, variants: dict[str, list[str]], device: str, label: str,
-                      what: str) -> tuple[str, list[dict], float]:
+def cli_speed_section(slide_path: str, cli: str | dict[str, str], variants: dict[str, list[str]], device: str,
+                      label: str, what: str) -> tuple[str, list[dict], float]:
     """A Markdown section timing ``cli`` (``what`` it does) on the slide per variant, its rows and the tissue MP."""
     rows = cli_variant_rows(slide_path, cli, variants, device, label)
     tissue_mp = tissue_megapixels(slide_path)

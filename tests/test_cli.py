@@ -539,7 +539,7 @@ def test_cli_detects_crchisto_nuclei(crchisto, tmp_path):
 
 MODEL_CLIS_AND_WEIGHTS = {"UDNetDetection": "r2unet_nuclei.pt", "R2UNetSegmentation": "udnet_crchisto.pt",
                           "DCRNClassification": "udnet_crchisto.pt", "CascadeGCNDetection": "dcrn_crchisto.pt",
-                          "HoVerNetSegmentation": "udnet_crchisto.pt"}
+                          "HoVerNetSegmentation": "udnet_crchisto.pt", "GraphAttentionSegmentation": "r2unet_nuclei.pt"}
 
 
 @pytest.mark.parametrize("name", list(MODEL_CLIS_AND_WEIGHTS))

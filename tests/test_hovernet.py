@@ -1,4 +1,5 @@
-"""The HoVer-Net-style network and its post-processing (issue 8 groundwork: no shipped weights yet)."""
+"""The HoVer-Net-style network, its post-processing, its training (classes only where an image has them), the
+shipped weights and the CLI."""
 
 from __future__ import annotations
 
@@ -160,3 +161,24 @@ def test_cli_writes_classified_outlines_with_measurements(sample_svs, tmp_path):
         assert all(key in e["user"] for e in elements), key
     features = json.loads((tmp_path / "nuclei.geojson").read_text())["features"]
     assert HAEMATOXYLIN in features[0]["properties"]["measurements"]
+
+
+def test_class_loss_leaves_out_images_without_classes():
+    from nuclei_core.training.train_hovernet import UNTYPED, make_loss
+
+    torch.manual_seed(0)
+    loss = make_loss([1.0] * 5)
+    output = torch.randn(2, 9, 16, 16)
+    target = torch.zeros(2, 4, 16, 16)
+    target[:, 0, 4:12, 4:12] = 1
+    target[0, 3, 4:12, 4:12] = 2  # image 0 has classes; image 1 comes from an untyped set
+    target[1, 3] = UNTYPED
+    changed = output.clone()
+    changed[1, 4:] = torch.randn(5, 16, 16) * 5  # other class logits where there are no classes
+    assert torch.isclose(loss(output, target), loss(changed, target))
+    changed[0, 4:] = torch.randn(5, 16, 16) * 5  # ... and where there are
+    assert not torch.isclose(loss(output, target), loss(changed, target))
+    untyped = target.clone()
+    untyped[0, 3] = UNTYPED
+    assert torch.isfinite(loss(output, untyped))
+

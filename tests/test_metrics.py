@@ -12,6 +12,7 @@ from nuclei_core.metrics import (
     confusion_matrix,
     detection_scores,
     dice,
+    average_f1,
     dsb_mean_average_precision,
     match_points,
     multiclass_count_r2,
@@ -287,6 +288,9 @@ def test_dsb_map_with_iou_between_thresholds():
     assert dsb_mean_average_precision(pred, true) == pytest.approx(0.2)
     # Custom thresholds (0.5, 0.75): (0.5 + 0) / 2.
     assert dsb_mean_average_precision(pred, true, thresholds=(0.5, 0.75)) == pytest.approx(0.25)
+    # Average F1 = 2 TP / (2 predicted + 1 true): 2/3 at the four thresholds below 0.7, 0 above -> 4 * (2/3) / 10.
+    assert average_f1(pred, true) == pytest.approx(4 * 2 / 3 / 10)
+    assert average_f1(pred, true, thresholds=(0.65,)) == pytest.approx(2 / 3)
 
 
 def test_dsb_map_empty_maps():
@@ -297,6 +301,7 @@ def test_dsb_map_empty_maps():
     assert dsb_mean_average_precision(one, empty) == 0.0
     assert dsb_mean_average_precision(empty, one) == 0.0
     assert dsb_mean_average_precision(one, one) == 1.0
+    assert (average_f1(empty, empty), average_f1(one, empty), average_f1(one, one)) == (1.0, 0.0, 1.0)
 
 
 def _multiclass_images():

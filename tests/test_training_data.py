@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuclei_core.data.augment import colour_jitter, random_dihedral, stain_jitter
+from nuclei_core.data.augment import colour_jitter, hsv_jitter, random_dihedral, rescaled_crop, stain_jitter
 from nuclei_core.data.public_sets import TILE_SETS, centroids, held_out_names, load_point_set, rescale, tile_set_names
 from nuclei_core.errors import InputError
 
@@ -74,3 +74,34 @@ def test_dihedral_moves_image_and_target_together():
         moved_image, moved_target = random_dihedral(rng, image, target)
         np.testing.assert_array_equal(moved_image[..., 0], moved_target)
     assert colour_jitter(rng, image).shape == image.shape
+
+
+def test_hsv_jitter_is_exact_when_neutral_and_keeps_grey_grey():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(hsv_jitter(rng, image, 0, 0, 0), image)
+    changed = hsv_jitter(rng, image, 0.02, 0.2, 0.2)
+    assert changed.shape == image.shape and 0 < np.abs(changed.astype(int) - image).mean() < 40
+    grey = np.full((4, 4, 3), 120, np.uint8)
+    shifted = hsv_jitter(rng, grey, 0.05, 0.2, 0.2)
+    assert np.all(shifted[..., 0] == shifted[..., 1]) and np.all(shifted[..., 1] == shifted[..., 2])
+
+
+def test_rescaled_crop_resizes_image_and_labels_together():
+    rng = np.random.default_rng(3)
+    labels = np.zeros((100, 100), np.int32)
+    labels[40:60, 40:60] = 7  # a 20 px square nucleus, and its class map
+    types = (labels > 0).astype(np.int32) * 2
+    image = np.stack([labels.astype(np.uint8) * 30] * 3, axis=-1)
+    sizes = []
+    for _ in range(20):
+        crop, crop_labels, crop_types = rescaled_crop(rng, 64, 0.3, image, labels, types)
+        assert crop.shape == (64, 64, 3) and crop_labels.shape == crop_types.shape == (64, 64)
+        assert set(np.unique(crop_labels)) <= {0, 7}, "labels are never interpolated"
+        np.testing.assert_array_equal(crop_types > 0, crop_labels > 0)
+        border = np.concatenate([crop_labels[0], crop_labels[-1], crop_labels[:, 0], crop_labels[:, -1]])
+        if (crop_labels == 7).any() and border.max() == 0:  # the whole nucleus inside the crop
+            sizes.append(int((crop_labels == 7).any(axis=0).sum()))
+    assert min(sizes) < 20 < max(sizes), "the nucleus appears smaller and larger than it is"
+    unscaled = rescaled_crop(np.random.default_rng(4), 64, 0.0, image, labels)
+    assert unscaled[0].shape == (64, 64, 3) and set(np.unique(unscaled[1])) <= {0, 7}

@@ -1,7 +1,9 @@
-"""Paired augmentation of an image and its per-pixel target: dihedral moves and colour jitter."""
+"""Paired augmentation of an image and its per-pixel targets: dihedral moves, rescaled crops, colour, HSV and stain
+jitter."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -40,3 +42,31 @@ def stain_jitter(rng: np.random.Generator, image: np.ndarray, strength: float = 
     stains = stains * rng.uniform(1 - strength, 1 + strength, size=3) + rng.uniform(-strength, strength, size=3)
     rgb = 256.0 * np.exp(-(stains @ RGB_FROM_HED)) - 1.0
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def hsv_jitter(rng: np.random.Generator, image: np.ndarray, hue: float = 0.02, saturation: float = 0.1,
+               value: float = 0.1) -> np.ndarray:
+    """Random HSV change of uint8 RGB: hue shifted by up to ``hue`` of a turn, saturation and value scaled by
+    1 +- their strengths; the identity when all three are 0."""
+    if not (hue or saturation or value):
+        return image
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL).astype(np.float32)
+    hsv[..., 0] = (hsv[..., 0] + rng.uniform(-hue, hue) * 256) % 256
+    hsv[..., 1] *= 1 + rng.uniform(-saturation, saturation)
+    hsv[..., 2] *= 1 + rng.uniform(-value, value)
+    return cv2.cvtColor(np.clip(np.rint(hsv), 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+
+
+def rescaled_crop(rng: np.random.Generator, patch: int, scale_range: float, image: np.ndarray,
+                  *label_maps: np.ndarray) -> list[np.ndarray]:
+    """A random ``patch`` x ``patch`` crop of the image and its label maps at a random scale in 1 +- ``scale_range``
+    (a window of ``patch / scale`` pixels resized to ``patch``: linear for the image, nearest for the labels)."""
+    scale = 1.0 + rng.uniform(-scale_range, scale_range) if scale_range else 1.0
+    side = min(round(patch / scale), *image.shape[:2])
+    top = int(rng.integers(image.shape[0] - side + 1))
+    left = int(rng.integers(image.shape[1] - side + 1))
+    window = (slice(top, top + side), slice(left, left + side))
+    if side == patch:
+        return [image[window], *(labels[window] for labels in label_maps)]
+    return [cv2.resize(image[window], (patch, patch), interpolation=cv2.INTER_LINEAR),
+            *(cv2.resize(labels[window], (patch, patch), interpolation=cv2.INTER_NEAREST) for labels in label_maps)]

@@ -273,6 +273,13 @@ def multiclass_count_r2(pred_counts: np.ndarray, true_counts: np.ndarray) -> dic
     return {"per_class": r2.tolist(), "r2": float(r2.mean())}
 
 
+def matches_over_thresholds(pred: np.ndarray, true: np.ndarray,
+                            thresholds: Sequence[float] = DSB_THRESHOLDS) -> tuple[list[int], int, int]:
+    """One-to-one matches (IoU > t) at each threshold t, and the numbers of predicted and true instances."""
+    ov = _overlap(pred, true)
+    return [_match(ov, float(t)).size for t in thresholds], ov.pred_area.size, ov.true_area.size
+
+
 def dsb_mean_average_precision(
     pred: np.ndarray, true: np.ndarray, thresholds: Sequence[float] = DSB_THRESHOLDS
 ) -> float:
@@ -282,12 +289,15 @@ def dsb_mean_average_precision(
     instances, and precision(t) = TP / (TP + FP + FN). Returns the mean over thresholds:
     1.0 when both maps are empty, 0.0 when exactly one is.
     """
-    ov = _overlap(pred, true)
-    n_pred, n_true = ov.pred_area.size, ov.true_area.size
+    tps, n_pred, n_true = matches_over_thresholds(pred, true, thresholds)
     if n_pred == 0 and n_true == 0:
         return 1.0
-    precisions = []
-    for t in thresholds:
-        tp = _match(ov, float(t)).size
-        precisions.append(tp / (n_pred + n_true - tp))
-    return float(np.mean(precisions))
+    return float(np.mean([tp / (n_pred + n_true - tp) for tp in tps]))
+
+
+def average_f1(pred: np.ndarray, true: np.ndarray, thresholds: Sequence[float] = DSB_THRESHOLDS) -> float:
+    """Instance F1 (2 TP / (predicted + true)) averaged over the IoU thresholds: 1.0 when both maps are empty."""
+    tps, n_pred, n_true = matches_over_thresholds(pred, true, thresholds)
+    if n_pred == 0 and n_true == 0:
+        return 1.0
+    return float(np.mean([2 * tp / (n_pred + n_true) for tp in tps]))

@@ -1,12 +1,16 @@
 """Train the HoVer-Net-style network (or its plain ablation) on CoNSeP's typed instance maps.
 
 Losses as in the issue (and HoVer-Net): nuclear pixels cross-entropy + Dice, distance maps MSE, classes
-weighted cross-entropy + Dice; Adam 3e-4 with a step decay; flips, rotations, colour and HED stain jitter.
+weighted cross-entropy + Dice; Adam 3e-4 with a step decay; crops at a random scale, flips, rotations, HSV, colour
+and HED stain jitter.
 The checkpoint with the best validation score (mean of PQ and multi-class PQ on CoNSeP's 3 held-out training
-images) is kept; the post-processing thresholds are then tuned on them. Example (shipped weights)::
+images, and PQ on the held-out images of the untyped sets: MoNuSeg's 4 by default) is kept; the post-processing thresholds are then tuned on them. The shipped weights (their model cards
+give the details; they were trained before the rescaling and HSV augmentations existed)::
 
-    python -m nuclei_core.training.train_hovernet --eval-every 500 --output nuclei_core/models/weights/hovernet_consep.pt
-    python -m nuclei_core.training.train_hovernet --plain --eval-every 500 --output nuclei_core/models/weights/hovernet_plain_consep.pt
+    python -m nuclei_core.training.train_hovernet --steps 6000 --eval-every 500 --scale-jitter 0 --hsv-jitter 0 \
+        --output nuclei_core/models/weights/hovernet_consep.pt
+    python -m nuclei_core.training.train_hovernet --plain --steps 6000 --eval-every 500 --scale-jitter 0 \
+        --hsv-jitter 0 --output nuclei_core/models/weights/hovernet_plain_consep.pt
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.augment import colour_jitter, random_dihedral, stain_jitter
-from ..data.instance_sets import InstanceAnnotatedImage, load_typed_consep
+from ..data.augment import colour_jitter, hsv_jitter, random_dihedral, rescaled_crop, stain_jitter
+from ..data.instance_sets import InstanceAnnotatedImage, load_instance_set, load_typed_consep
 from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
@@ -27,24 +31,27 @@ from ..postprocess.hover import distance_targets, instance_types
 from .run_arguments import add_device_argument, add_run_arguments, retune_saved, save_best, settings_from
 from .trainer import train
 
+UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 EDGE_THRESHOLDS = (0.3, 0.4, 0.5)
 
 
-def make_sampler(items: list[InstanceAnnotatedImage], patch: int, batch_size: int, stain_strength: float):
+def make_sampler(items: list[InstanceAnnotatedImage], patch: int, batch_size: int, stain_strength: float,
+                 scale_range: float = 0.0, hsv_strength: float = 0.0):
     """A seeded sampler of augmented crops and their targets stacked as (B, 4, H, W): nuclear pixel, horizontal
-    and vertical distance (computed after the flip/rotation, so their signs stay right), class."""
+    and vertical distance (computed after the rescaling and the flip/rotation, so they stay right), class
+    (``UNTYPED`` everywhere for images without classes)."""
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = [], []
         for _ in range(batch_size):
             item = items[int(rng.integers(len(items)))]
-            top = int(rng.integers(item.image.shape[0] - patch + 1))
-            left = int(rng.integers(item.image.shape[1] - patch + 1))
-            window = (slice(top, top + patch), slice(left, left + patch))
-            image, labels, types = random_dihedral(rng, item.image[window], item.labels[window], item.types[window])
+            types = item.types if item.types is not None else np.full(item.labels.shape, UNTYPED, np.int16)
+            crop = rescaled_crop(rng, patch, scale_range, item.image, item.labels, types)
+            image, labels, types = random_dihedral(rng, *crop)
             if stain_strength:
                 image = stain_jitter(rng, image, stain_strength)
+            image = hsv_jitter(rng, image, hsv_strength / 5, hsv_strength, hsv_strength)
             images.append(colour_jitter(rng, image))
             targets.append(np.concatenate([(labels > 0)[None], distance_targets(labels), types[None]]).astype(np.float32))
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255.0)
@@ -60,7 +67,7 @@ def _soft_dice(probabilities: torch.Tensor, one_hot: torch.Tensor) -> torch.Tens
 
 def make_loss(class_weights: list[float]):
     """Nuclear pixels CE + Dice, distance maps MSE, classes weighted CE + Dice (weights per class, background
-    first), summed."""
+    first; pixels of untyped images left out), summed."""
     weights = torch.tensor(class_weights, dtype=torch.float32)
 
     def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,32 +76,45 @@ def make_loss(class_weights: list[float]):
         np_loss = nn.functional.cross_entropy(np_logits, nuclear) + _soft_dice(
             torch.softmax(np_logits, 1), nn.functional.one_hot(nuclear, 2).permute(0, 3, 1, 2).float())
         hv_loss = nn.functional.mse_loss(output[:, 2:4], target[:, 1:3])
-        tp_loss = nn.functional.cross_entropy(tp_logits, classes, weight=weights.to(output.device)) + _soft_dice(
-            torch.softmax(tp_logits, 1), nn.functional.one_hot(classes, tp_logits.shape[1]).permute(0, 3, 1, 2).float())
+        typed = (classes != UNTYPED).unsqueeze(1).float()
+        if not typed.any():
+            return np_loss + hv_loss
+        tp_loss = nn.functional.cross_entropy(tp_logits, classes, weight=weights.to(output.device),
+                                              ignore_index=UNTYPED) + _soft_dice(
+            torch.softmax(tp_logits, 1) * typed,
+            nn.functional.one_hot(classes.clamp(min=0), tp_logits.shape[1]).permute(0, 3, 1, 2).float() * typed)
         return np_loss + hv_loss + tp_loss
 
     return loss
 
 
-def typed_scores(model: HoVerNet, outputs: list[np.ndarray], items: list[InstanceAnnotatedImage]) -> dict[str, float]:
-    """PQ (mean over images) and multi-class PQ (pooled) of the model's current post-processing settings."""
+def validation_scores(model: HoVerNet, outputs: list[np.ndarray], items: list[InstanceAnnotatedImage]) -> dict:
+    """PQ (mean over images) of every validation image and multi-class PQ (pooled) of the typed ones, at the
+    model's current post-processing settings; ``score``: the mean of CoNSeP's PQ and multi-class PQ and, when
+    untyped sets are validated too, their PQ."""
     classes = range(1, len(model.class_names) + 1)
-    accumulator, pq = PanopticAccumulator(classes), []
+    accumulator, typed_pq, untyped_pq = PanopticAccumulator(classes), [], []
     for output, item in zip(outputs, items):
         labels = model.label_map(output)
+        quality = panoptic_quality(labels, item.labels)["pq"]
+        if item.types is None:
+            untyped_pq.append(quality)
+            continue
         types, _ = instance_types(labels, output[3:])
-        predicted_types = np.concatenate([[0], types])[labels]
-        accumulator.add(labels, predicted_types, item.labels, item.types)
-        pq.append(panoptic_quality(labels, item.labels)["pq"])
-    return {"pq": float(np.mean(pq)), "mpq": accumulator.result()["mpq"]}
+        accumulator.add(labels, np.concatenate([[0], types])[labels], item.labels, item.types)
+        typed_pq.append(quality)
+    scores = {"pq": float(np.mean(typed_pq)), "mpq": accumulator.result()["mpq"]}
+    if untyped_pq:
+        scores["untyped_pq"] = float(np.mean(untyped_pq))
+    return {"score": float(np.mean(list(scores.values()))), **scores}
 
 
 def make_validator(model: HoVerNet, items: list[InstanceAnnotatedImage]):
-    """Mean of PQ and multi-class PQ on the validation images."""
+    """The validation score of :func:`validation_scores`."""
 
     def validate(network: nn.Module) -> tuple[float, dict]:
-        scores = typed_scores(model, [model.predict_outputs(i.image[None])[0] for i in items], items)
-        return (scores["pq"] + scores["mpq"]) / 2, scores
+        scores = validation_scores(model, [model.predict_outputs(i.image[None])[0] for i in items], items)
+        return scores.pop("score"), scores
 
     return validate
 
@@ -105,8 +125,8 @@ def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dic
     best = None
     for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
         model.config.update(foreground_threshold=foreground, edge_threshold=edge)
-        scores = typed_scores(model, outputs, items)
-        score = (scores["pq"] + scores["mpq"]) / 2
+        scores = validation_scores(model, outputs, items)
+        score = scores.pop("score")
         if best is None or score > best["validation_score"]:
             best = {"foreground_threshold": foreground, "edge_threshold": edge, "validation_score": score, **scores}
     model.config.update(foreground_threshold=best["foreground_threshold"], edge_threshold=best["edge_threshold"])
@@ -122,6 +142,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="cross-entropy weight of background and each class, in order")
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--stain-jitter", type=float, default=0.05)
+    parser.add_argument("--scale-jitter", type=float, default=0.2, help="crops rescaled by 1 +- this (0: none)")
+    parser.add_argument("--hsv-jitter", type=float, default=0.1, help="saturation and value scaled by 1 +- this, "
+                                                                      "hue shifted by a fifth of it (0: none)")
+    parser.add_argument("--untyped-set", action="append", choices=("monuseg", "none"), default=None,
+                        help="also train the nuclear pixel and distance branches on this set's training images (no "
+                             "classes; repeatable; default monuseg: many organs and scanners); --untyped-set none: "
+                             "CoNSeP only")
+    parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones)")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images (smoke runs)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
     parser.add_argument("--retune", action="store_true", help="only re-tune the post-processing thresholds of the "
@@ -129,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     add_run_arguments(parser, steps=12000, batch_size=8, learning_rate=3e-4)
     add_device_argument(parser)
     args = parser.parse_args(argv)
-    train_set = load_typed_consep("train")[: args.train_images or None]
-    val_set = load_typed_consep("val")[: args.val_images or None]
+    untyped = [name for name in (args.untyped_set or ["monuseg"]) if name != "none"]
+    train_set = [item for items in [load_typed_consep("train"), *(load_instance_set(n, "train") for n in untyped)]
+                 for item in items[: args.train_images or None]]
+    val_set = [item for items in [load_typed_consep("val"), *(load_instance_set(n, "val") for n in untyped)]
+               for item in items[: args.val_images or None]]
     print(f"train images {len(train_set)}, validation images {len(val_set)}", flush=True)
     device = str(resolve_device(args.device))
     if args.retune:
@@ -138,11 +169,15 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.manual_seed(args.seed)
     model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain}, device=device)
+    if args.init_weights:
+        model.network.load_state_dict(HoVerNet.from_weights(args.init_weights).network.state_dict())
     if len(args.class_weights) != len(model.class_names) + 1:
         parser.error(f"give {len(model.class_names) + 1} --class-weights (background first)")
-    state = train(model.network, make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter),
-                  make_loss(args.class_weights), make_validator(model, val_set),
-                  settings_from(args, device=device, schedule="step"), log=lambda line: print(line, flush=True))
+    sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter, args.scale_jitter,
+                           args.hsv_jitter)
+    state = train(model.network, sampler, make_loss(args.class_weights), make_validator(model, val_set),
+                  settings_from(args, device=device, schedule="step", validate_at_start=bool(args.init_weights)),
+                  log=lambda line: print(line, flush=True))
     save_best(args, model, state, lambda m: tune_thresholds(m, val_set))
 
 

@@ -1,4 +1,5 @@
-"""Train the R2U-Net (or U-Net) nucleus segmenter on instance label maps; tune its thresholds on validation.
+"""Train a nucleus segmenter (R2U-Net, U-Net or the multi-magnification graph attention network MM-GAT) on
+instance label maps; tune its thresholds on validation.
 
 The shipped weights (their model cards give the exact commands)::
 
@@ -6,6 +7,8 @@ The shipped weights (their model cards give the exact commands)::
         --output nuclei_core/models/weights/r2unet_nuclei.pt
     python -m nuclei_core.training.train_segmenter --architecture U-Net \
         --output nuclei_core/models/weights/unet_nuclei.pt
+    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss balanced-focal \
+        --output nuclei_core/models/weights/mmgat_nuclei.pt
 
 Fine-tune on your own images and instance label maps (same file names)::
 
@@ -28,8 +31,9 @@ from ..data.augment import colour_jitter, random_dihedral, stain_jitter
 from ..data.instance_sets import INSTANCE_SETS, InstanceAnnotatedImage, load_instance_folder, load_instance_set
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
-from ..models.segmenter import ARCHITECTURES, DEFAULT_CONFIG, NucleusSegmenter
+from ..models.segmenter import ARCHITECTURES, GRAPH_ATTENTION, NucleusSegmenter, default_config
 from ..postprocess.instances import instance_targets, split_instances
+from .graph_attention_loss import magnification_balanced_focal_loss
 from .run_arguments import add_device_argument, add_run_arguments, settings_from, write_run_log
 from .trainer import train
 
@@ -71,6 +75,13 @@ def bce_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     overlap = (probabilities * targets).sum(dim=(0, 2, 3))
     dice = 1 - (2 * overlap + 1) / (probabilities.sum(dim=(0, 2, 3)) + targets.sum(dim=(0, 2, 3)) + 1)
     return (bce + dice).sum()
+
+
+LOSSES = {
+    "bce-dice": lambda network, images, targets: bce_dice_loss(network(images), targets),
+    "bce": lambda network, images, targets: nn.functional.binary_cross_entropy_with_logits(network(images), targets),
+    "balanced-focal": magnification_balanced_focal_loss,  # MM-GAT only: supervises every magnification level
+}
 
 
 def validation_score(name: str, labels: np.ndarray, truth: np.ndarray) -> float:
@@ -117,7 +128,10 @@ def tune_thresholds(model: NucleusSegmenter, validation: dict[str, list[Instance
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--architecture", choices=ARCHITECTURES, default="R2U-Net")
+    parser.add_argument("--architecture", choices=(*ARCHITECTURES, GRAPH_ATTENTION), default="R2U-Net")
+    parser.add_argument("--loss", choices=tuple(LOSSES), default="bce-dice",
+                        help="bce-dice: BCE + soft Dice of the output maps; bce: plain BCE of the output maps; "
+                             "balanced-focal: MM-GAT's magnification-balanced focal loss over every level")
     parser.add_argument("--dataset", action="append", choices=INSTANCE_SETS,
                         help="a prepared public dataset of ../shared/data (repeat to mix; default: all three)")
     parser.add_argument("--dataset-weight", action="append", type=float,
@@ -138,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if bool(args.images_dir) != bool(args.labels_dir):
         parser.error("give both --images-dir and --labels-dir")
+    if args.loss == "balanced-focal" and args.architecture != GRAPH_ATTENTION:
+        parser.error(f"--loss balanced-focal needs --architecture {GRAPH_ATTENTION}")
 
     def load(name: str, split: str) -> list[InstanceAnnotatedImage]:
         if args.images_dir:
@@ -155,12 +171,12 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     device = str(resolve_device(args.device))
-    model = NucleusSegmenter({**DEFAULT_CONFIG, "architecture": args.architecture}, device=device)
+    model = NucleusSegmenter({**default_config(args.architecture), "loss": args.loss}, device=device)
     if args.init_weights:
         model.network.load_state_dict(NucleusSegmenter.from_weights(args.init_weights).network.state_dict())
     sampler = make_sampler(train_sets, weights, args.patch_size, args.batch_size, args.stain_jitter)
-    state = train(model.network, sampler, bce_dice_loss, make_validator(model, validation),
-                  settings_from(args, device=device),
+    state = train(model.network, sampler, LOSSES[args.loss], make_validator(model, validation),
+                  settings_from(args, device=device, loss_sees_network=True),
                   log=lambda line: print(line, flush=True))
     model.network.load_state_dict(state["best_state"])
     tuned = tune_thresholds(model, validation)
