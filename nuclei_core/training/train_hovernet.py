@@ -4,13 +4,15 @@ Losses as in the issue (and HoVer-Net): nuclear pixels cross-entropy + Dice, dis
 weighted cross-entropy + Dice; Adam 3e-4 with a step decay; crops at a random scale, flips, rotations, HSV, colour
 and HED stain jitter.
 The checkpoint with the best validation score (mean of PQ and multi-class PQ on CoNSeP's 3 held-out training
-images, and PQ on the held-out images of the untyped sets: MoNuSeg's 4 by default) is kept; the post-processing thresholds are then tuned on them. The shipped weights (their model cards
-give the details; they were trained before the rescaling and HSV augmentations existed)::
+images, and PQ on the held-out images of the untyped sets: MoNuSeg's 4 by default) is kept; the post-processing
+thresholds are then tuned on them. The shipped weights (their model cards give the details) were trained in two
+runs: 6000 steps on CoNSeP alone, before the rescaling and HSV augmentations existed, then 2000 steps with MoNuSeg,
+rescaling and HSV from those weights (add ``--plain`` to both for the ablation, ``hovernet_plain_consep.pt``)::
 
-    python -m nuclei_core.training.train_hovernet --steps 6000 --eval-every 500 --scale-jitter 0 --hsv-jitter 0 \
+    python -m nuclei_core.training.train_hovernet --steps 6000 --eval-every 500 --untyped-set none \
+        --scale-jitter 0 --hsv-jitter 0 --output consep_only.pt
+    python -m nuclei_core.training.train_hovernet --init-weights consep_only.pt --steps 2000 --eval-every 500 \
         --output nuclei_core/models/weights/hovernet_consep.pt
-    python -m nuclei_core.training.train_hovernet --plain --steps 6000 --eval-every 500 --scale-jitter 0 \
-        --hsv-jitter 0 --output nuclei_core/models/weights/hovernet_plain_consep.pt
 """
 
 from __future__ import annotations
