@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fft_correlation import Correlator
+
 PATCH = 27
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -144,13 +146,14 @@ def dense_patch_gcn(net: PatchGCN, image: torch.Tensor, chunk: int = 128,
     if out_h < 1 or out_w < 1:
         raise ValueError(f"image {height}x{width} is smaller than one {PATCH}x{PATCH} patch")
     logits = image.new_full((batch, out_h, out_w), float("-inf"))
+    correlator = Correlator()  # the dense layer's kernel spectra, shared by the chunks
     for top in range(0, out_h, chunk):
         for left in range(0, out_w, chunk):
             h, w = min(chunk, out_h - top), min(chunk, out_w - left)
             if where is not None and not where[:, top:top + h, left:left + w].any():
                 continue
             piece = image[:, :, top:top + h + PATCH - 1, left:left + w + PATCH - 1]
-            logits[:, top:top + h, left:left + w] = _dense_chunk(net, piece)
+            logits[:, top:top + h, left:left + w] = _dense_chunk(net, piece, correlator)
     return logits
 
 
@@ -165,12 +168,13 @@ def _stencil_kernel(layer: GridGraphConv, coefficients: tuple[float, ...]) -> to
     return kernel
 
 
-def _dense_chunk(net: PatchGCN, image: torch.Tensor) -> torch.Tensor:
+def _dense_chunk(net: PatchGCN, image: torch.Tensor, correlator: Correlator) -> torch.Tensor:
     """Logits around every pixel of one chunk.
 
     Layer 1 runs once per layer-1 node type as a 3x3 stencil convolution over the whole chunk; layer 2
     combines, per layer-2 type, the node's own and its neighbours' layer-1 maps; the first dense layer
-    is a 27x27 convolution split by layer-2 type (each type's kernel keeps only that type's positions).
+    is a 27x27 convolution split by layer-2 type (each type's kernel keeps only that type's positions;
+    the interior block and the edge strips, most of the patch, through the FFT).
     """
     types = _TYPES
     n1 = len(types.stencils1)
@@ -181,23 +185,25 @@ def _dense_chunk(net: PatchGCN, image: torch.Tensor) -> torch.Tensor:
     kernels = torch.cat([_stencil_kernel(layer1, stencil) for stencil in types.stencils1])
     hidden1 = F.relu(F.conv2d(x, kernels, layer1.self_weight.bias.repeat(n1), padding=1))
     c2 = layer2.self_weight.weight.shape[0]
-    w_centre = (layer2.self_weight.weight + layer2.laplacian_weight.weight).repeat(n1, 1, 1, 1)
-    centre = F.conv2d(hidden1, w_centre, groups=n1)
-    spread = F.pad(F.conv2d(hidden1, layer2.laplacian_weight.weight.repeat(n1, 1, 1, 1), groups=n1), (1, 1, 1, 1))
+    # the same 1x1 mixing for every layer-1 type map: the types become the batch
+    mixing = torch.cat([layer2.self_weight.weight + layer2.laplacian_weight.weight, layer2.laplacian_weight.weight])
+    mixed = torch.matmul(mixing[:, :, 0, 0], hidden1.reshape(x.shape[0] * n1, -1, height * width))
+    mixed = mixed.view(x.shape[0], n1, 2 * c2, height, width)
+    centre, spread = mixed[:, :, :c2], F.pad(mixed[:, :, c2:], (1, 1, 1, 1))
     fc1 = net.fc1.weight.view(-1, c2, PATCH, PATCH)
     total = net.fc1.bias[None, :, None, None].expand(x.shape[0], -1, out_h, out_w).clone()
     for t2, (coefficient, own, neighbours) in enumerate(types.layer2):
         rows, cols = np.nonzero(types.type2 == t2)
         r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
         span_h, span_w = r1 - r0 - 1 + out_h, c1 - c0 - 1 + out_w  # the nodes of this type in any patch
-        pre = centre[:, own * c2:(own + 1) * c2, r0:r0 + span_h, c0:c0 + span_w] + layer2.self_weight.bias[:, None, None]
+        pre = centre[:, own, :, r0:r0 + span_h, c0:c0 + span_w] + layer2.self_weight.bias[:, None, None]
         for k, (dy, dx) in enumerate(NEIGHBOURS):
             n = neighbours[k]
             if n >= 0:
                 top, left = 1 + dy + r0, 1 + dx + c0
-                pre = pre - coefficient[k] * spread[:, n * c2:(n + 1) * c2, top:top + span_h, left:left + span_w]
+                pre = pre - coefficient[k] * spread[:, n, :, top:top + span_h, left:left + span_w]
         mask = torch.zeros(PATCH, PATCH, dtype=x.dtype, device=x.device)
         mask[rows, cols] = 1.0
-        total += F.conv2d(F.relu(pre), (fc1 * mask)[:, :, r0:r1, c0:c1])
+        total += correlator(F.relu(pre), (fc1 * mask)[:, :, r0:r1, c0:c1], key=t2)
     return F.conv2d(F.relu(total), net.fc2.weight[:, :, None, None], net.fc2.bias)[:, 0]
 

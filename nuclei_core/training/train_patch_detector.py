@@ -170,7 +170,8 @@ def fit(network: nn.Module, sampler, loss_fn, validator, args: argparse.Namespac
 def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage],
                    val_set: list[PointAnnotatedImage], log: Callable[[str], None]) -> tuple[PatchDetector, dict]:
     """Train the chosen model and return it (post-processing tuned) with a record of the run."""
-    config = {**BASE_CONFIG[args.model], "threshold": 0.5, "nms_box": 12, "nms_iou": args.nms_iou,
+    config = {**BASE_CONFIG[args.model], **({"hidden": args.hidden} if args.hidden else {}),
+              "threshold": 0.5, "nms_box": 12, "nms_iou": args.nms_iou,
               "centre_distance": args.centre_distance,
               "loss": "mse" if args.model == "SC-CNN" else args.loss}
     model = DETECTORS[args.model](config)
@@ -236,6 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loss", choices=("bce", "focal"), default="bce", help="classifiers' loss (SC-CNN: MSE)")
     add_point_training_arguments(parser, steps=3000, batch_size=100, learning_rate=1e-3)
     parser.add_argument("--centre-distance", type=float, default=2.0, help="a patch is positive within this (px)")
+    parser.add_argument("--hidden", type=int, help="units of the first dense layer (default: Cascade-GCN 32, "
+                        "CP-CNN / SC-CNN 256)")
     parser.add_argument("--stage1-recall", type=float, default=0.98, help="share of nuclei stage 1 must keep")
     parser.add_argument("--nms-iou", type=float, default=0.3)
     parser.add_argument("--version", help="weights version recorded in outputs (default: file name)")
