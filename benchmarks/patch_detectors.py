@@ -39,10 +39,16 @@ def accuracy_rows(crchisto: Path, weights: dict[str, Path]) -> list[dict]:
             total = DetectionScores(0, 0, 0)
             for points, item in zip(found, test):
                 total = total + detection_scores(points, item.points, radius)
-            rows.append({"model": model.name, "loss": model.config["loss"], "radius px": radius,
+            rows.append({"model": model.name, "loss": model.config["loss"], "variant": variant(model.config),
+                         "radius px": radius,
                          "images": len(test), "precision": total.precision, "recall": total.recall,
                          "f1": total.f1, "weights": Path(path).name})
     return rows
+
+
+def variant(config: dict) -> str:
+    """The network's dense-layer width, and whether stage 2 sees stage 1's probability."""
+    return f"hidden {config['hidden']}" + (", stage-2 context" if config.get("stage2_context") else "")
 
 
 def speedup_rows(side: int, repeats: int = 2) -> list[dict]:

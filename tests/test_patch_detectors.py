@@ -14,7 +14,7 @@ from nuclei_core.evaluation import score_point_detector
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.patch_cnn import SC_WINDOW, PatchCNN, sc_aggregate, sc_window_maps
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN
-from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, grid_laplacian
+from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, PatchGCN, grid_laplacian
 from nuclei_core.postprocess.nms import nms_points
 from nuclei_core.training import train_patch_detector
 from nuclei_core.training.patch_sampling import PatchSource
@@ -57,6 +57,39 @@ def test_dense_gcn_equals_the_patch_classifier_at_every_tested_pixel(crchisto_ti
         for row, col in _random_pixels(*dense.shape):
             single = network(tile[None, :, row:row + PATCH, col:col + PATCH])[0]
             assert float(dense[row, col]) == pytest.approx(float(single), abs=1e-9)
+
+
+def test_dense_gcn_with_a_context_channel_equals_the_patch_classifier(crchisto_tile):
+    torch.manual_seed(4)
+    network = PatchGCN(hidden=16, in_channels=4).eval().double()
+    tile = torch.cat([crchisto_tile, torch.rand(1, *crchisto_tile.shape[1:])]).double()
+    with torch.inference_mode():
+        dense = network.dense(tile[None], chunk=40)[0]
+        for row, col in _random_pixels(*dense.shape):
+            single = network(tile[None, :, row:row + PATCH, col:col + PATCH])[0]
+            assert float(dense[row, col]) == pytest.approx(float(single), abs=1e-9)
+
+
+def test_cascade_with_stage1_context_scores_each_fired_pixel_from_colour_and_stage1_probability(crchisto_tile):
+    torch.manual_seed(5)
+    config = {"channels": [36, 48], "hidden": 16, "stage1_threshold": 0.5, "stage2_context": True,
+              "threshold": 0.5, "nms_box": 8, "nms_iou": 0.3}
+    model = CascadeGCN(config)
+    model.network.double().eval()
+    padded = torch.nn.functional.pad(crchisto_tile.double()[None], (13,) * 4, mode="reflect")
+    with torch.inference_mode():
+        first = torch.sigmoid(model.network.stage1.dense(padded))
+        model.config["stage1_threshold"] = float(first.median())  # about half the pixels fire
+        scores = model.score_map(padded)[0]
+        context = torch.cat([padded, torch.nn.functional.pad(first[:, None], (13,) * 4, mode="reflect")], 1)
+        fired = first[0] >= model.config["stage1_threshold"]
+        for row, col in _random_pixels(*scores.shape, count=30):
+            if not fired[row, col]:
+                assert float(scores[row, col]) == 0.0
+                continue
+            single = torch.sigmoid(model.network.stage2(context[:, :, row:row + PATCH, col:col + PATCH]))[0]
+            assert float(scores[row, col]) == pytest.approx(float(single), abs=1e-9)
+    assert model.network.stage2.graph1.self_weight.in_channels == 4
 
 
 @pytest.mark.parametrize("outputs", [1, 3])
@@ -135,8 +168,9 @@ def test_patch_source_labels_pixels_by_distance_to_the_nearest_centre(crchisto):
     assert window[SC_WINDOW // 2, SC_WINDOW // 2] == 1.0
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_training_script_writes_loadable_weights(crchisto, tmp_path, name):
+@pytest.mark.parametrize("name, options", [(name, []) for name in sorted(DETECTORS)]
+                         + [("Cascade-GCN", ["--stage2-context", "--hidden", "8"])])
+def test_training_script_writes_loadable_weights(crchisto, tmp_path, name, options):
     images, points = tmp_path / "images", tmp_path / "points"
     images.mkdir(), points.mkdir()
     for index in (1, 2, 3):  # 150 x 150 crops keep the smoke run short
@@ -148,8 +182,13 @@ def test_training_script_writes_loadable_weights(crchisto, tmp_path, name):
             f"{float(x) - 100},{float(y) - 100}" for x, y in (r.split(",")[:2] for r in rows)))
     output = tmp_path / "w.pt"
     data = ["--model", name, "--images-dir", str(images), "--points-dir", str(points), "--output", str(output)]
-    train_patch_detector.main([*data, "--loss", "focal", "--steps", "4", "--eval-every", "2", "--batch-size", "16"])
+    train_patch_detector.main([*data, "--loss", "focal", "--steps", "4", "--eval-every", "2", "--batch-size", "16",
+                               *options])
     model = DETECTORS[name].from_weights(output)
+    if options:  # stage 2 reads the colour and stage 1's probability, standardised by the training maps
+        assert model.config["stage2_context"] and model.config["hidden"] == 8
+        stage2 = model.network.stage2
+        assert stage2.mean.shape[1] == 4 and 0 < float(stage2.mean[0, 3]) < 1 and float(stage2.std[0, 3]) > 0
     assert model.config["loss"] == ("mse" if name == "SC-CNN" else "focal")
     assert model.config["nms_box"] in train_patch_detector.NMS_BOXES
     log = json.loads(output.with_suffix(".log.json").read_text())

@@ -51,13 +51,23 @@ class PatchDetector(NucleusModel):
 
 
 class CascadeNetwork(nn.Module):
-    """Stage 1 (soft-negative elimination) and stage 2 (hard-negative elimination) graph classifiers."""
+    """Stage 1 (soft-negative elimination) and stage 2 (hard-negative elimination) graph classifiers.
+
+    With ``stage2_context`` in the config, stage 2's nodes carry stage 1's probability beside their
+    colour (auto-context): a stage-2 patch then also sees how stage 1 judged the patches around it.
+    """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         arguments = {"channels": tuple(config["channels"]), "hidden": int(config["hidden"])}
         self.stage1 = PatchGCN(**arguments)
-        self.stage2 = PatchGCN(**arguments)
+        self.stage2 = PatchGCN(**arguments, in_channels=4 if config.get("stage2_context") else 3)
+
+
+def with_stage1_context(padded: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
+    """Stage 2's input: the padded RGB batch (B, 3, H+26, W+26) and stage 1's (B, H, W) probability,
+    reflect-padded the same way, as a fourth channel."""
+    return torch.cat([padded, F.pad(probability[:, None], (MARGIN,) * 4, mode="reflect")], dim=1)
 
 
 class CascadeGCN(PatchDetector):
@@ -71,8 +81,10 @@ class CascadeGCN(PatchDetector):
 
     def score_map(self, padded: torch.Tensor) -> torch.Tensor:
         """Stage 2's score where stage 1 fired, else 0; stage 2 runs only on chunks where stage 1 fired."""
-        fired = torch.sigmoid(self.network.stage1.dense(padded)) >= float(self.config["stage1_threshold"])
-        second = torch.sigmoid(self.network.stage2.dense(padded, where=fired))
+        first = torch.sigmoid(self.network.stage1.dense(padded))
+        fired = first >= float(self.config["stage1_threshold"])
+        stage2_input = with_stage1_context(padded, first) if self.config.get("stage2_context") else padded
+        second = torch.sigmoid(self.network.stage2.dense(stage2_input, where=fired))
         return torch.where(fired, second, torch.zeros_like(second))
 
 

@@ -72,24 +72,25 @@ class GridGraphConv(nn.Module):
 class PatchGCN(nn.Module):
     """Is this 27x27 patch centred on a nucleus? Two graph convolutions, two dense layers, one logit."""
 
-    def __init__(self, channels: tuple[int, int] = (36, 48), hidden: int = 32, dropout: float = 0.2) -> None:
+    def __init__(self, channels: tuple[int, int] = (36, 48), hidden: int = 32, dropout: float = 0.2,
+                 in_channels: int = 3) -> None:
         super().__init__()
-        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
-        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.25))
-        self.graph1 = GridGraphConv(3, channels[0])
+        self.register_buffer("mean", torch.full((1, in_channels, 1, 1), 0.5))
+        self.register_buffer("std", torch.full((1, in_channels, 1, 1), 0.25))
+        self.graph1 = GridGraphConv(in_channels, channels[0])
         self.graph2 = GridGraphConv(channels[0], channels[1])
         self.fc1 = nn.Linear(channels[1] * PATCH * PATCH, hidden)
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden, 1)
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        """(B, 3, 27, 27) RGB in [0, 1] -> (B,) logits."""
+        """(B, C, 27, 27) node features (RGB in [0, 1], and any further channels) -> (B,) logits."""
         x = (patches - self.mean) / self.std
         x = F.relu(self.graph2(F.relu(self.graph1(x))))
         return self.fc2(self.dropout(F.relu(self.fc1(x.flatten(1))))).squeeze(1)
 
     def dense(self, image: torch.Tensor, chunk: int = 128, where: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits of the patch around every pixel (or only in chunks where ``where`` holds): (B, 3, H, W) -> (B, H-26, W-26)."""
+        """Logits of the patch around every pixel (or only in chunks where ``where`` holds): (B, C, H, W) -> (B, H-26, W-26)."""
         return dense_patch_gcn(self, image, chunk, where)
 
 

@@ -33,7 +33,7 @@ from ..models.patch_cnn import PatchCNN, sc_window_maps
 from ..models.patch_detectors import DETECTORS, PatchDetector, smooth
 from ..models.patch_gcn import PATCH, PatchGCN
 from ..postprocess.nms import nms_points
-from .patch_sampling import PatchSource, Pool, as_tensor, augmented, channel_statistics, draw
+from .patch_sampling import MARGIN, PatchSource, Pool, as_tensor, augmented, channel_statistics, draw
 from .point_data import add_point_training_arguments, train_and_validation_sets
 from .run_arguments import settings_from
 from .trainer import train
@@ -57,24 +57,37 @@ def classification_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], tor
                                                      reduction="mean")
 
 
-def classifier_batches(source: PatchSource, pools: list[tuple[Pool, int, float]]):
+def patch_inputs(source: PatchSource, picks: Pool, context: list[np.ndarray] | None = None,
+                 rng: np.random.Generator | None = None) -> torch.Tensor:
+    """(N, 3, 27, 27) RGB patches at the picked pixels (augmented when ``rng`` is given), with the matching
+    patch of the reflect-padded ``context`` maps (stage 1's probability) as a fourth channel when given."""
+    maps = None if context is None else np.stack([context[i][r:r + PATCH, c:c + PATCH] for i, r, c in picks])
+    if rng is None:
+        patches, extra = as_tensor(source.patches(picks)), None if maps is None else torch.from_numpy(maps)
+    else:
+        patches, extra = augmented(rng, source.patches(picks), maps)
+    return patches if extra is None else torch.cat([patches, extra[:, None].float()], dim=1)
+
+
+def classifier_batches(source: PatchSource, pools: list[tuple[Pool, int, float]],
+                       context: list[np.ndarray] | None = None):
     """A sampler of augmented patches from labelled pixel pools ``(pool, count per batch, label)``."""
     pools = [p for p in pools if len(p[0])]
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         picks = draw(rng, [(pool, count) for pool, count, _ in pools])
         labels = np.concatenate([np.full(count, label, np.float32) for _, count, label in pools])
-        patches, _ = augmented(rng, source.patches(picks))
-        return patches, torch.from_numpy(labels)
+        return patch_inputs(source, picks, context, rng), torch.from_numpy(labels)
 
     return sample
 
 
-def classifier_validator(source: PatchSource, pools: list[tuple[Pool, int, float]], seed: int):
+def classifier_validator(source: PatchSource, pools: list[tuple[Pool, int, float]], seed: int,
+                         context: list[np.ndarray] | None = None):
     """Average precision of the network on a fixed set of validation patches."""
     rng = np.random.default_rng(seed)
     pools = [p for p in pools if len(p[0])]
-    patches = as_tensor(source.patches(draw(rng, [(pool, count) for pool, count, _ in pools])))
+    patches = patch_inputs(source, draw(rng, [(pool, count) for pool, count, _ in pools]), context)
     labels = np.concatenate([np.full(count, label) for _, count, label in pools])
 
     def validate(network: nn.Module) -> tuple[float, dict]:
@@ -171,6 +184,7 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
                    val_set: list[PointAnnotatedImage], log: Callable[[str], None]) -> tuple[PatchDetector, dict]:
     """Train the chosen model and return it (post-processing tuned) with a record of the run."""
     config = {**BASE_CONFIG[args.model], **({"hidden": args.hidden} if args.hidden else {}),
+              **({"stage2_context": True} if args.stage2_context else {}),
               "threshold": 0.5, "nms_box": 12, "nms_iou": args.nms_iou,
               "centre_distance": args.centre_distance,
               "loss": "mse" if args.model == "SC-CNN" else args.loss}
@@ -178,9 +192,9 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
     train_source, val_source = PatchSource.from_dataset(train_set), PatchSource.from_dataset(val_set)
     mean, std = channel_statistics(train_set)
     for module in model.network.modules():
-        if isinstance(module, (PatchGCN, PatchCNN)):
-            module.mean.copy_(mean)
-            module.std.copy_(std)
+        if isinstance(module, (PatchGCN, PatchCNN)):  # RGB statistics; stage 2's context channel follows
+            module.mean[:, :3] = mean
+            module.std[:, :3] = std
     d, n = args.centre_distance, args.batch_size
     checkpoint = Path(args.checkpoint or args.output + ".ckpt")
     record: dict[str, Any] = {}
@@ -223,9 +237,17 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
         record["stage1_survivors"] = {"true": len(pools2[0][0]), "false": len(pools2[1][0]),
                                       "of_pixels": int(sum(m.size for m in train_first))}
         log(f"stage 1 threshold {threshold1:.4f}: {record['stage1_survivors']}")
-        record["stage2"] = fit(model.network.stage2, classifier_batches(train_source, pools2),
+        train_context = val_context = None
+        if args.stage2_context:  # padded as CascadeGCN pads stage 1's probability for stage 2
+            train_context, val_context = ([np.pad(m, MARGIN, mode="reflect") for m in maps]
+                                          for maps in (train_first, val_first))
+            values = np.concatenate([m.ravel() for m in train_first])
+            model.network.stage2.mean[:, 3] = float(values.mean())
+            model.network.stage2.std[:, 3] = float(values.std())
+        record["stage2"] = fit(model.network.stage2, classifier_batches(train_source, pools2, train_context),
                                classification_loss(args.loss),
-                               classifier_validator(val_source, survivor_pools(val_source, val_first, 3000), args.seed),
+                               classifier_validator(val_source, survivor_pools(val_source, val_first, 3000), args.seed,
+                                                    val_context),
                                args, checkpoint.with_suffix(".stage2.ckpt"), log)
     record["validation"] = tune(model, val_set, args.radius, log)
     return model, record
@@ -239,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--centre-distance", type=float, default=2.0, help="a patch is positive within this (px)")
     parser.add_argument("--hidden", type=int, help="units of the first dense layer (default: Cascade-GCN 32, "
                         "CP-CNN / SC-CNN 256)")
+    parser.add_argument("--stage2-context", action="store_true",
+                        help="Cascade-GCN: stage 2's nodes also carry stage 1's probability (auto-context)")
     parser.add_argument("--stage1-recall", type=float, default=0.98, help="share of nuclei stage 1 must keep")
     parser.add_argument("--nms-iou", type=float, default=0.3)
     parser.add_argument("--version", help="weights version recorded in outputs (default: file name)")
