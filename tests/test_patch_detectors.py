@@ -13,7 +13,7 @@ from nuclei_core.data.points import load_point_dataset, read_split
 from nuclei_core.evaluation import score_point_detector
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.patch_cnn import SC_WINDOW, PatchCNN, sc_aggregate, sc_window_maps
-from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN
+from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN, with_stage1_context
 from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, PatchGCN, grid_laplacian
 from nuclei_core.postprocess.nms import nms_points
 from nuclei_core.training import train_patch_detector
@@ -51,6 +51,9 @@ def test_graph_convolution_uses_the_normalised_laplacian_of_the_grid():
 def test_dense_gcn_equals_the_patch_classifier_at_every_tested_pixel(crchisto_tile, stage):
     network = getattr(CascadeGCN.from_weights(DEFAULT_WEIGHTS["Cascade-GCN"]).network, stage).double()
     tile = crchisto_tile.double()  # float64: the two ways of summing agree to rounding, not to float32's 1e-4
+    extra = network.mean.shape[1] - 3  # the shipped stage 2 also reads stage 1's probability
+    tile = torch.cat([tile, torch.rand(extra, *tile.shape[1:], generator=torch.Generator().manual_seed(2),
+                                       dtype=tile.dtype)])
     with torch.inference_mode():
         dense = network.dense(tile[None], chunk=40)[0]
         assert dense.shape == (120 - PATCH + 1, 110 - PATCH + 1)
@@ -134,7 +137,8 @@ def test_stage2_runs_only_where_stage1_fires():
     everywhere = model.predict_outputs(tile)[0, 0]
     padded = torch.nn.functional.pad(model.preprocess(tile), (13,) * 4, mode="reflect")
     with torch.inference_mode():
-        stage2 = torch.sigmoid(model.network.stage2.dense(padded))[0].numpy()
+        first = torch.sigmoid(model.network.stage1.dense(padded))
+        stage2 = torch.sigmoid(model.network.stage2.dense(with_stage1_context(padded, first)))[0].numpy()
     assert np.allclose(everywhere, stage2, atol=1e-5)
     model.config["stage1_threshold"] = 1.01
     assert not model.predict_outputs(tile).any()
