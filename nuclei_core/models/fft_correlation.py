@@ -20,17 +20,22 @@ def _axes(weight: torch.Tensor) -> list[int]:
     return [dim for dim in (2, 3) if weight.shape[dim] > 1]
 
 
+def _untransformed(axes: list[int]) -> list[int]:
+    """The spatial dimension left in the signal domain (none for a 2D kernel)."""
+    return [dim for dim in (2, 3) if dim not in axes]
+
+
 def _order(axes: list[int]) -> list[int]:
     """Dimension order that puts the frequencies first, then the batch and the untransformed axis, then channels."""
-    return [*axes, 0, *(dim for dim in (2, 3) if dim not in axes), 1]
+    return [*axes, 0, *_untransformed(axes), 1]
 
 
 def kernel_spectrum(weight: torch.Tensor, input_size: tuple[int, int]) -> torch.Tensor:
     """(frequencies, C, O) conjugate spectrum of ``weight`` (O, C, kh, kw) for inputs of ``input_size``."""
     axes = _axes(weight)
     spectrum = torch.conj_physical(torch.fft.rfftn(weight, s=[input_size[dim - 2] for dim in axes], dim=axes))
-    untransformed = [dim for dim in (2, 3) if dim not in axes]  # of length 1 in the kernel
-    return spectrum.permute(*axes, 1, *untransformed, 0).reshape(-1, weight.shape[1], weight.shape[0]).contiguous()
+    # the kernel's untransformed axis has length 1
+    return spectrum.permute(*axes, 1, *_untransformed(axes), 0).reshape(-1, weight.shape[1], weight.shape[0]).contiguous()
 
 
 def fft_correlate(x: torch.Tensor, weight: torch.Tensor, spectrum: torch.Tensor | None = None) -> torch.Tensor:
@@ -49,7 +54,6 @@ def fft_correlate(x: torch.Tensor, weight: torch.Tensor, spectrum: torch.Tensor 
     signal = torch.fft.rfftn(x, dim=axes)
     order = _order(axes)
     moved = signal.permute(*order)
-    frequencies = moved.shape[:len(axes)]
     # circular correlation: sum_m x[n + m] w[m] <-> X * conj(W); no wrap-around for the valid outputs
     product = torch.bmm(moved.reshape(spectrum.shape[0], -1, x.shape[1]).contiguous(), spectrum)
     product = product.reshape(*moved.shape[:-1], weight.shape[0]).permute(*(order.index(d) for d in range(4)))

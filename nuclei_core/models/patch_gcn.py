@@ -147,14 +147,14 @@ def dense_patch_gcn(net: PatchGCN, image: torch.Tensor, chunk: int = 128,
     if out_h < 1 or out_w < 1:
         raise ValueError(f"image {height}x{width} is smaller than one {PATCH}x{PATCH} patch")
     logits = image.new_full((batch, out_h, out_w), float("-inf"))
-    correlator = Correlator()  # the dense layer's kernel spectra, shared by the chunks
+    weights = DenseWeights.of(net)  # shared by the chunks
     for top in range(0, out_h, chunk):
         for left in range(0, out_w, chunk):
             h, w = min(chunk, out_h - top), min(chunk, out_w - left)
             if where is not None and not where[:, top:top + h, left:left + w].any():
                 continue
             piece = image[:, :, top:top + h + PATCH - 1, left:left + w + PATCH - 1]
-            logits[:, top:top + h, left:left + w] = _dense_chunk(net, piece, correlator)
+            logits[:, top:top + h, left:left + w] = _dense_chunk(net, weights, piece)
     return logits
 
 
@@ -169,7 +169,39 @@ def _stencil_kernel(layer: GridGraphConv, coefficients: tuple[float, ...]) -> to
     return kernel
 
 
-def _dense_chunk(net: PatchGCN, image: torch.Tensor, correlator: Correlator) -> torch.Tensor:
+@dataclass
+class DenseWeights:
+    """The network's weights rearranged for :func:`dense_patch_gcn`, once per pass over an image.
+
+    ``layer1``: the 3x3 stencil kernels of every layer-1 type, stacked; ``mixing``: layer 2's 1x1 weights
+    for a node's own map and for its neighbours' maps, stacked; ``blocks[t]``: the rows / columns of the
+    patch that layer-2 type ``t`` occupies and the dense layer's kernel over that bounding box (zero at
+    the other types' positions); ``correlator``: keeps the large blocks' spectra.
+    """
+
+    layer1: torch.Tensor
+    mixing: torch.Tensor
+    blocks: list[tuple[int, int, int, int, torch.Tensor]]
+    correlator: Correlator
+
+    @classmethod
+    def of(cls, net: PatchGCN) -> "DenseWeights":
+        layer1, layer2 = net.graph1, net.graph2
+        kernels = torch.cat([_stencil_kernel(layer1, stencil) for stencil in _TYPES.stencils1])
+        mixing = torch.cat([layer2.self_weight.weight + layer2.laplacian_weight.weight,
+                            layer2.laplacian_weight.weight])[:, :, 0, 0]
+        fc1 = net.fc1.weight.view(net.fc1.out_features, -1, PATCH, PATCH)
+        blocks = []
+        for t2 in range(len(_TYPES.layer2)):
+            rows, cols = np.nonzero(_TYPES.type2 == t2)
+            r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+            mask = torch.zeros(PATCH, PATCH, dtype=fc1.dtype, device=fc1.device)
+            mask[rows, cols] = 1.0
+            blocks.append((r0, r1, c0, c1, (fc1 * mask)[:, :, r0:r1, c0:c1]))
+        return cls(kernels, mixing, blocks, Correlator())
+
+
+def _dense_chunk(net: PatchGCN, weights: DenseWeights, image: torch.Tensor) -> torch.Tensor:
     """Logits around every pixel of one chunk.
 
     Layer 1 runs once per layer-1 node type as a 3x3 stencil convolution over the whole chunk; layer 2
@@ -177,34 +209,25 @@ def _dense_chunk(net: PatchGCN, image: torch.Tensor, correlator: Correlator) -> 
     is a 27x27 convolution split by layer-2 type (each type's kernel keeps only that type's positions;
     the interior block and the edge strips, most of the patch, through the FFT).
     """
-    types = _TYPES
-    n1 = len(types.stencils1)
+    n1 = len(_TYPES.stencils1)
     x = (image - net.mean) / net.std
     height, width = x.shape[-2:]
     out_h, out_w = height - PATCH + 1, width - PATCH + 1
-    layer1, layer2 = net.graph1, net.graph2
-    kernels = torch.cat([_stencil_kernel(layer1, stencil) for stencil in types.stencils1])
-    hidden1 = F.relu(F.conv2d(x, kernels, layer1.self_weight.bias.repeat(n1), padding=1))
-    c2 = layer2.self_weight.weight.shape[0]
+    hidden1 = F.relu(F.conv2d(x, weights.layer1, net.graph1.self_weight.bias.repeat(n1), padding=1))
+    c2 = net.graph2.self_weight.weight.shape[0]
     # the same 1x1 mixing for every layer-1 type map: the types become the batch
-    mixing = torch.cat([layer2.self_weight.weight + layer2.laplacian_weight.weight, layer2.laplacian_weight.weight])
-    mixed = torch.matmul(mixing[:, :, 0, 0], hidden1.reshape(x.shape[0] * n1, -1, height * width))
+    mixed = torch.matmul(weights.mixing, hidden1.reshape(x.shape[0] * n1, -1, height * width))
     mixed = mixed.view(x.shape[0], n1, 2 * c2, height, width)
     centre, spread = mixed[:, :, :c2], F.pad(mixed[:, :, c2:], (1, 1, 1, 1))
-    fc1 = net.fc1.weight.view(-1, c2, PATCH, PATCH)
+    bias2 = net.graph2.self_weight.bias[:, None, None]
     total = net.fc1.bias[None, :, None, None].expand(x.shape[0], -1, out_h, out_w).clone()
-    for t2, (coefficient, own, neighbours) in enumerate(types.layer2):
-        rows, cols = np.nonzero(types.type2 == t2)
-        r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    for t2, ((coefficient, own, neighbours), (r0, r1, c0, c1, block)) in enumerate(zip(_TYPES.layer2, weights.blocks)):
         span_h, span_w = r1 - r0 - 1 + out_h, c1 - c0 - 1 + out_w  # the nodes of this type in any patch
-        pre = centre[:, own, :, r0:r0 + span_h, c0:c0 + span_w] + layer2.self_weight.bias[:, None, None]
+        pre = centre[:, own, :, r0:r0 + span_h, c0:c0 + span_w] + bias2
         for k, (dy, dx) in enumerate(NEIGHBOURS):
             n = neighbours[k]
             if n >= 0:
                 top, left = 1 + dy + r0, 1 + dx + c0
                 pre = pre - coefficient[k] * spread[:, n, :, top:top + span_h, left:left + span_w]
-        mask = torch.zeros(PATCH, PATCH, dtype=x.dtype, device=x.device)
-        mask[rows, cols] = 1.0
-        total += correlator(F.relu(pre), (fc1 * mask)[:, :, r0:r1, c0:c1], key=t2)
+        total += weights.correlator(F.relu(pre), block, key=t2)
     return F.conv2d(F.relu(total), net.fc2.weight[:, :, None, None], net.fc2.bias)[:, 0]
-
