@@ -3,7 +3,9 @@ whole-slide CLIs' speed.
 
 Accuracy: DSB2018 ``stage1_test`` (65 images with the released solution; per modality too), MoNuSeg
 ``test`` (14 H&E tiles, 40x) and CoNSeP ``test`` (14 H&E tiles, 40x), whole images at native
-resolution, post-processing thresholds as tuned on the validation split. Dice and AJI are means of the
+resolution (DSB2018, which gives no pixel size, also rescaled so that its nuclei have the median area chosen on
+validation: ``nucleus_area_target`` of the weights, 0 = not rescaled), post-processing thresholds as tuned on the
+validation split. Dice and AJI are means of the
 per-image values (pooled Dice beside them); DSB mean AP is the 2018 Data Science Bowl score (IoU
 0.5:0.95) averaged over images, and so are the graph attention paper's average F1 (IoU 0.5:0.95) and recall at
 IoU 0.7; PQ pools TP/FP/FN and IoU over the images. Speed: the R2UNetSegmentation and GraphAttentionSegmentation
@@ -71,8 +73,10 @@ def modality_group(item: InstanceAnnotatedImage) -> str:
 
 
 def image_scores(model: NucleusSegmenter, item: InstanceAnnotatedImage) -> dict:
-    """:func:`label_scores` of the model's segmentation of one test image."""
-    return label_scores(model.segment(item.image), item.labels, modality_group(item))
+    """:func:`label_scores` of the model's segmentation of one test image (rescaled to the tuned nucleus area
+    where the set gives no pixel size: DSB2018)."""
+    labels = model.segment(item.image, rescale_to_nuclei=item.magnification is None)
+    return label_scores(labels, item.labels, modality_group(item))
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -118,6 +118,34 @@ def test_shipped_r2unet_segments_unseen_he_nuclei(shared_data, r2unet):
     assert aggregated_jaccard_index(r2unet.segment(image), labels) > 0.4
 
 
+@pytest.mark.parametrize("median_area, factor", [(100, 2.0), (1600, 0.75), (225, 4 / 3), (380, 1.0)])
+def test_images_of_unknown_pixel_size_are_rescaled_towards_the_target_nucleus_area(median_area, factor):
+    model = NucleusSegmenter({**DEFAULT_CONFIG, "nucleus_area_target": 400})
+    labels = np.repeat(np.arange(1, 6), median_area)  # five nuclei of the same area
+    assert model.rescale_factor(labels) == pytest.approx(factor)  # sqrt(400 / area), within 0.75-2, none under 10 %
+    assert NucleusSegmenter(DEFAULT_CONFIG).rescale_factor(labels) == 1.0  # no target: never rescaled
+    assert model.rescale_factor(np.zeros(10, int)) == 1.0  # nothing found: nothing to measure
+    resampled = model.outputs_resampled(np.zeros((37, 53, 3), np.uint8), factor)
+    assert resampled.shape == (2, 37, 53)
+
+
+def test_rescaling_to_the_tuned_nucleus_area_helps_on_small_fluorescence_nuclei(shared_data, r2unet):
+    assert r2unet.config["nucleus_area_target"] > 0
+    images = [i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence"]
+    smallest = sorted(images, key=lambda i: np.median(np.bincount(i.labels.ravel())[1:]))[:8]  # 61-85 px
+    native = [dsb_mean_average_precision(r2unet.segment(i.image), i.labels) for i in smallest]
+    rescaled = [dsb_mean_average_precision(r2unet.segment(i.image, rescale_to_nuclei=True), i.labels)
+                for i in smallest]
+    assert np.mean(rescaled) > np.mean(native) + 0.05, (native, rescaled)
+
+
+def test_only_images_without_a_pixel_size_take_part_in_tuning_the_rescaling(shared_data):
+    he = {"consep": load_instance_set("consep", "val", shared_data)[:1]}
+    assert he["consep"][0].magnification == 40.0
+    assert train_segmenter.tune_area_target(NucleusSegmenter(DEFAULT_CONFIG), he) == {}
+    assert load_instance_set("dsb2018", "val", shared_data)[0].magnification is None
+
+
 def test_training_script_writes_loadable_weights_and_resumes(shared_data, tmp_path, capsys):
     output = tmp_path / "tiny.pt"
     arguments = ["--architecture", "U-Net", "--dataset", "dsb2018", "--train-images", "2", "--val-images", "2",
@@ -129,9 +157,15 @@ def test_training_script_writes_loadable_weights_and_resumes(shared_data, tmp_pa
     log = json.loads(output.with_suffix(".log.json").read_text())
     assert [r["step"] for r in log["history"]] == [1, 2]
     assert set(log["summary"]["validation"]) == {"dsb2018"}
+    assert log["summary"]["nucleus_area_target"] == model.config["nucleus_area_target"]
+    assert set(log["summary"]["rescaled_validation"]) == {str(t) for t in train_segmenter.NUCLEUS_AREA_TARGETS}
     train_segmenter.main([*arguments[:-6], "--steps", "3", "--eval-every", "1", "--batch-size", "2",
                           "--patch-size", "64", "--output", str(output)])
     assert "resumed at step 2" in capsys.readouterr().out
+    train_segmenter.main([*arguments, "--retune"])  # post-processing only, on the same validation images
+    retuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"foreground_threshold", "nucleus_area_target"} <= set(retuned)
+    assert NucleusSegmenter.from_weights(output).config["nucleus_area_target"] == retuned["nucleus_area_target"]
 
 
 def test_fine_tuning_on_a_folder_of_own_images_and_label_maps(shared_data, tmp_path):

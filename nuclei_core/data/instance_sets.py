@@ -25,14 +25,16 @@ DSB_VALIDATION_IMAGES = 60
 
 @dataclass(frozen=True)
 class InstanceAnnotatedImage:
-    """An RGB uint8 image, its uint16 instance label map (0 = background), its imaging modality and, for typed
-    sets, its per-pixel class map (0 = background, k = the k-th class name)."""
+    """An RGB uint8 image, its uint16 instance label map (0 = background), its imaging modality, its objective
+    magnification (``None`` where the set gives no pixel size, as DSB2018) and, for typed sets, its per-pixel class
+    map (0 = background, k = the k-th class name)."""
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     modality: str
     types: np.ndarray | None = None
+    magnification: float | None = None
 
 
 def _rgb(path: Path) -> np.ndarray:
@@ -59,7 +61,8 @@ def _tile_set(name: str, root: Path, split: str) -> list[InstanceAnnotatedImage]
     source = root / spec.folder / ("test" if split == "test" else "train")
     labels_dir = source / ("labels" if (source / "labels").is_dir() else "inst")
     return [InstanceAnnotatedImage(n, _rgb(source / "images" / f"{n}.jpg"),
-                                   np.asarray(Image.open(labels_dir / f"{n}.png")), "he")
+                                   np.asarray(Image.open(labels_dir / f"{n}.png")), "he",
+                                   magnification=spec.magnification)
             for n in tile_set_names(spec, root, split)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -28,7 +29,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "marker_threshold": 0.5,
     "min_area": 30,
     "flip_averaging": False,
+    "nucleus_area_target": 0,  # px; > 0: images of unknown pixel size are rescaled to nuclei of about this area
 }
+RESCALE_RANGE = (0.75, 2.0)  # the factors an image of unknown pixel size may be resampled by
+RESCALE_TOLERANCE = 1.1  # rescaling by less than this factor (either way) is skipped
 GRAPH_ATTENTION_CONFIG: dict[str, Any] = {
     **{k: v for k, v in DEFAULT_CONFIG.items() if k not in ("widths", "recurrent_steps")},
     "architecture": GRAPH_ATTENTION, "levels": 5, "channels": 32, "heads": 4, "layers": 6, "position_updates": 2,
@@ -84,9 +88,36 @@ class NucleusSegmenter(NucleusModel):
     def postprocess(self, output: np.ndarray) -> Nuclei:
         return label_map_to_nuclei(self.label_map(output), output[0])
 
-    def segment(self, image: np.ndarray) -> np.ndarray:
-        """Instance label map of a whole (H, W, 3) uint8 image (used by training and benchmarks)."""
-        return self.label_map(self.predict_outputs(image[None])[0])
+    def segment(self, image: np.ndarray, rescale_to_nuclei: bool = False) -> np.ndarray:
+        """Instance label map of a whole (H, W, 3) uint8 image (used by training and benchmarks).
+
+        ``rescale_to_nuclei`` is for images of unknown pixel size (DSB2018): a first pass measures the median
+        nucleus area and, when the config's ``nucleus_area_target`` is set, the image is segmented again
+        resampled so that its nuclei have about that area (by a factor within ``RESCALE_RANGE``).
+        """
+        output = self.predict_outputs(image[None])[0]
+        labels = self.label_map(output)
+        factor = self.rescale_factor(labels) if rescale_to_nuclei else 1.0
+        return labels if factor == 1.0 else self.label_map(self.outputs_resampled(image, factor))
+
+    def rescale_factor(self, labels: np.ndarray) -> float:
+        """The resampling factor that brings the median area of ``labels``'s nuclei to ``nucleus_area_target``
+        (1 when that is unset, no nucleus was found or the change would be under ``RESCALE_TOLERANCE``)."""
+        target = float(self.config.get("nucleus_area_target", 0))
+        areas = np.bincount(labels.ravel())[1:]
+        areas = areas[areas > 0]
+        if not target or not areas.size:
+            return 1.0
+        factor = float(np.clip(np.sqrt(target / np.median(areas)), *RESCALE_RANGE))
+        return factor if max(factor, 1 / factor) >= RESCALE_TOLERANCE else 1.0
+
+    def outputs_resampled(self, image: np.ndarray, factor: float) -> np.ndarray:
+        """The (2, H, W) output maps of ``image`` analysed at ``factor`` times its size, resampled back to it."""
+        height, width = image.shape[:2]
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_LINEAR)
+        output = self.predict_outputs(resized[None])[0]
+        return np.stack([cv2.resize(channel, (width, height), interpolation=cv2.INTER_LINEAR) for channel in output])
 
 
 class GraphAttentionSegmenter(NucleusSegmenter):

@@ -53,10 +53,11 @@ def update_run_summary(output: str | Path, values: dict[str, Any]) -> None:
 
 def save_best(args: argparse.Namespace, model: Any, state: dict[str, Any], tune: Callable[[Any], dict]) -> None:
     """Load the run's best weights into ``model``, tune its post-processing with ``tune(model)``, save it to
-    ``--output`` and write the run log."""
+    ``--output`` (versioned by ``--version`` where the script has it, else by the file name) and write the run
+    log."""
     model.network.load_state_dict(state["best_state"])
     tuned = tune(model)
-    model.save(args.output, version=Path(args.output).stem)
+    model.save(args.output, version=getattr(args, "version", None) or Path(args.output).stem)
     write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
                                 "parameters": sum(p.numel() for p in model.network.parameters())})
 

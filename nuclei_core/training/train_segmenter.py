@@ -1,5 +1,6 @@
 """Train a nucleus segmenter (R2U-Net, U-Net or the multi-magnification graph attention network MM-GAT) on
-instance label maps; tune its thresholds on validation.
+instance label maps; tune its thresholds, and the nucleus area that images of unknown pixel size are rescaled to,
+on validation (``--retune`` does only that, for the weights in ``--output``).
 
 The shipped weights (their model cards give the exact commands)::
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,12 +34,13 @@ from ..models.base import resolve_device
 from ..models.segmenter import ARCHITECTURES, GRAPH_ATTENTION, NucleusSegmenter, default_config
 from ..postprocess.instances import instance_targets, split_instances
 from .graph_attention_loss import magnification_balanced_focal_loss
-from .run_arguments import add_device_argument, add_run_arguments, settings_from, write_run_log
+from .run_arguments import add_device_argument, add_run_arguments, retune_saved, save_best, settings_from
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 MARKER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREAS = (10, 20, 30)
+NUCLEUS_AREA_TARGETS = (0, 300, 400, 500, 600, 800)  # px; 0: images of unknown pixel size are not rescaled
 
 
 def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[float], patch: int, batch_size: int,
@@ -126,6 +127,32 @@ def tune_thresholds(model: NucleusSegmenter, validation: dict[str, list[Instance
     return best
 
 
+def tune_area_target(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
+    """The ``nucleus_area_target`` with the best mean validation figure over the images of unknown pixel size
+    (DSB2018), and that figure; ``{}`` when validation has none. Leaves the best target in ``model.config``."""
+    unscaled = {name: [i for i in items if i.magnification is None] for name, items in validation.items()}
+    unscaled = {name: items for name, items in unscaled.items() if items}
+    if not unscaled:
+        return {}
+    scores = {}
+    for target in NUCLEUS_AREA_TARGETS:
+        model.config["nucleus_area_target"] = target
+        scores[target] = float(np.mean([np.mean([validation_score(name, model.segment(i.image, rescale_to_nuclei=True),
+                                                                  i.labels) for i in items])
+                                        for name, items in unscaled.items()]))
+    best = max(scores, key=scores.get)
+    model.config["nucleus_area_target"] = best
+    return {"nucleus_area_target": best, "rescaled_validation": scores}
+
+
+def tune_postprocessing(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
+    """Thresholds (:func:`tune_thresholds`), then the rescaling target (:func:`tune_area_target`), set in
+    ``model.config``; what was chosen and its validation figures."""
+    tuned = tune_thresholds(model, validation)
+    model.config.update({k: tuned[k] for k in ("foreground_threshold", "marker_threshold", "min_area")})
+    return {**tuned, **tune_area_target(model, validation)}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--architecture", choices=(*ARCHITECTURES, GRAPH_ATTENTION), default="R2U-Net")
@@ -147,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
                         "(0 = all; for smoke tests)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
     parser.add_argument("--version", help="weights version recorded in outputs (default: from --output)")
+    parser.add_argument("--retune", action="store_true", help="only re-tune the post-processing of the weights in "
+                        "--output on the validation images (no training)")
     add_run_arguments(parser, steps=4000, batch_size=8, learning_rate=1e-3)
     add_device_argument(parser)
     args = parser.parse_args(argv)
@@ -167,10 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     limit = (lambda items, n: items[:n] if n else items)
     train_sets = [limit(load(n, "train"), args.train_images) for n in names]
     validation = {n: limit(load(n, "val"), args.val_images) for n in names}
+    device = str(resolve_device(args.device))
+    if args.retune:
+        retune_saved(args.output, NucleusSegmenter.from_weights(args.output, device),
+                     lambda m: tune_postprocessing(m, validation))
+        return
     print("train images " + ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets)), flush=True)
 
     torch.manual_seed(args.seed)
-    device = str(resolve_device(args.device))
     model = NucleusSegmenter({**default_config(args.architecture), "loss": args.loss}, device=device)
     if args.init_weights:
         model.network.load_state_dict(NucleusSegmenter.from_weights(args.init_weights).network.state_dict())
@@ -178,12 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     state = train(model.network, sampler, LOSSES[args.loss], make_validator(model, validation),
                   settings_from(args, device=device, loss_sees_network=True),
                   log=lambda line: print(line, flush=True))
-    model.network.load_state_dict(state["best_state"])
-    tuned = tune_thresholds(model, validation)
-    model.config.update({k: tuned[k] for k in ("foreground_threshold", "marker_threshold", "min_area")})
-    model.save(args.output, version=args.version or Path(args.output).stem)
-    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
-                                "parameters": sum(p.numel() for p in model.network.parameters())})
+    save_best(args, model, state, lambda m: tune_postprocessing(m, validation))
 
 
 if __name__ == "__main__":
