@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from nuclei_core.data.instance_sets import load_instance_set
 from nuclei_core.metrics.segmentation import dice
-from nuclei_core.models.base import load_checkpoint
+from nuclei_core.models.base import WEIGHTS_DIR, load_checkpoint
 from nuclei_core.models.graph_attention import (GraphAttentionLayer, MultiMagnificationGAT, PyramidGraph,
                                                 image_pyramid, project)
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, GraphAttentionSegmenter
@@ -120,10 +120,11 @@ def test_positional_field_gives_every_magnification_the_same_total_weight():
             "focal loss lies below cross-entropy"
 
 
-def test_shipped_weights_are_fp16_graph_attention_with_tuned_thresholds_and_a_card():
-    weights = DEFAULT_WEIGHTS[GRAPH_ATTENTION]
+@pytest.mark.parametrize("weights, loss", [(DEFAULT_WEIGHTS[GRAPH_ATTENTION], "balanced-focal"),
+                                           (WEIGHTS_DIR / "mmgat_bce_nuclei.pt", "bce")])
+def test_shipped_weights_are_fp16_graph_attention_with_tuned_thresholds_and_a_card(weights, loss):
     checkpoint = load_checkpoint(weights)
-    assert checkpoint["config"]["architecture"] == GRAPH_ATTENTION
+    assert checkpoint["config"]["architecture"] == GRAPH_ATTENTION and checkpoint["config"]["loss"] == loss
     assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
     assert 0 < checkpoint["config"]["foreground_threshold"] < 1
     assert weights.with_suffix(".md").is_file(), "every shipped weights file has a model card"
