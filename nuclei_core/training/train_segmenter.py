@@ -194,13 +194,13 @@ def main(argv: list[str] | None = None) -> None:
     if len(weights) != len(names):
         parser.error("give one --dataset-weight per --dataset")
     limit = (lambda items, n: items[:n] if n else items)
-    train_sets = [limit(load(n, "train"), args.train_images) for n in names]
     validation = {n: limit(load(n, "val"), args.val_images) for n in names}
     device = str(resolve_device(args.device))
     if args.retune:
         retune_saved(args.output, NucleusSegmenter.from_weights(args.output, device),
                      lambda m: tune_postprocessing(m, validation))
         return
+    train_sets = [limit(load(n, "train"), args.train_images) for n in names]
     print("train images " + ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets)), flush=True)
 
     torch.manual_seed(args.seed)
