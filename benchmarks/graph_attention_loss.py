@@ -16,9 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
-from benchmarks.segmentation import MODALITY_GROUPS, TEST_SETS, image_scores, summarise  # noqa: E402
+from benchmarks.segmentation import TEST_SETS, modality_rows, score_test_sets, summary_rows  # noqa: E402
 from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
-from nuclei_core.data.instance_sets import load_instance_set  # noqa: E402
 from nuclei_core.models.base import WEIGHTS_DIR  # noqa: E402
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, NucleusSegmenter  # noqa: E402
 
@@ -33,16 +32,12 @@ def main() -> None:
     args = parser.parse_args()
     weights = {"balanced focal (shipped)": DEFAULT_WEIGHTS[GRAPH_ATTENTION], "plain BCE": args.bce_weights}
     models = {loss: NucleusSegmenter.from_weights(path, args.device) for loss, path in weights.items()}
-    per_image = {(label, loss): [image_scores(model, item) for item in load_instance_set(TEST_SETS[label], "test",
-                                                                                         args.data)]
-                 for label in args.sets for loss, model in models.items()}
-    summary = [{"test set": label, "loss": loss, **summarise(rows)} for (label, loss), rows in per_image.items()]
+    per_image = score_test_sets(models, args.sets, args.data)
+    summary = summary_rows(per_image, "loss")
     sections = [f"## Unseen test images, whole images at native resolution\n\n{table(summary)}\n"]
     dsb = next((label for label in args.sets if TEST_SETS[label] == "dsb2018"), None)
     if dsb:
-        by_modality = [{"modality": modality, "loss": loss,
-                        **summarise([r for r in per_image[dsb, loss] if r["modality"] == modality])}
-                       for modality in MODALITY_GROUPS for loss in models]
+        by_modality = modality_rows(per_image, dsb, list(models), "loss")
         sections.append(f"### {dsb} by modality (as in `segmentation.md`)\n\n{table(by_modality)}\n")
     configs = {loss: model.config for loss, model in models.items()}
     body = "\n".join(sections)

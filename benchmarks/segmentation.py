@@ -93,6 +93,28 @@ def summarise(rows: list[dict]) -> dict:
             "recall@0.7": float(np.mean([r["recall_07"] for r in rows])), "PQ": dq * sq}
 
 
+def score_test_sets(models: dict[str, NucleusSegmenter], labels: list[str], data: Path) -> dict[tuple[str, str], list[dict]]:
+    """:func:`image_scores` of every image of the ``labels`` test sets (each read once) for every model, keyed by
+    (test set, model)."""
+    per_image = {}
+    for label in labels:
+        items = load_instance_set(TEST_SETS[label], "test", data)
+        per_image.update({(label, name): [image_scores(model, item) for item in items] for name, model in models.items()})
+    return per_image
+
+
+def summary_rows(per_image: dict[tuple[str, str], list[dict]], column: str) -> list[dict]:
+    """One :func:`summarise` row per (test set, model); ``column`` names the model column."""
+    return [{"test set": label, column: name, **summarise(rows)} for (label, name), rows in per_image.items()]
+
+
+def modality_rows(per_image: dict[tuple[str, str], list[dict]], label: str, names: list[str], column: str) -> list[dict]:
+    """One :func:`summarise` row per DSB2018 modality group and model of the ``label`` test set."""
+    return [{"modality": modality, column: name,
+             **summarise([r for r in per_image[label, name] if r["modality"] == modality])}
+            for modality in MODALITY_GROUPS for name in names]
+
+
 def graph_tile_memory(model: NucleusSegmenter, device: str) -> list[dict]:
     """Peak RSS and time of one MM-GAT forward pass over one tile of each side, a fresh process each, above
     those of the same process that only loads the model."""
@@ -118,13 +140,10 @@ def main() -> None:
     models = {name: NucleusSegmenter.from_weights(DEFAULT_WEIGHTS[name], args.device)
               for name in (*ARCHITECTURES, GRAPH_ATTENTION)}
     models[FLIP_AVERAGED] = NucleusSegmenter.from_weights(DEFAULT_WEIGHTS["R2U-Net"], args.device, flip_averaging=True)
-    per_image = {(label, name): [image_scores(model, item) for item in load_instance_set(dataset, "test", args.data)]
-                 for label, dataset in TEST_SETS.items() for name, model in models.items()}
-    summary = [{"test set": label, "model": name, **summarise(rows)} for (label, name), rows in per_image.items()]
+    per_image = score_test_sets(models, list(TEST_SETS), args.data)
+    summary = summary_rows(per_image, "model")
     dsb = next(label for label, dataset in TEST_SETS.items() if dataset == "dsb2018")
-    by_modality = [{"modality": modality, "model": name, **summarise([r for r in per_image[dsb, name]
-                                                                      if r["modality"] == modality])}
-                   for modality in MODALITY_GROUPS for name in models]
+    by_modality = modality_rows(per_image, dsb, list(models), "model")
     clis = {**dict.fromkeys(ARCHITECTURES, "R2UNetSegmentation"), GRAPH_ATTENTION: "GraphAttentionSegmentation"}
     speed_section, speed, tissue_mp = cli_speed_section(
         args.slide, clis, {n: ["--architecture", n] if n in ARCHITECTURES else [] for n in clis}, args.device,

@@ -95,9 +95,13 @@ class NucleusSegmenter(NucleusModel):
         nucleus area and, when the config's ``nucleus_area_target`` is set, the image is segmented again
         resampled so that its nuclei have about that area (by a factor within ``RESCALE_RANGE``).
         """
-        output = self.predict_outputs(image[None])[0]
-        labels = self.label_map(output)
-        factor = self.rescale_factor(labels) if rescale_to_nuclei else 1.0
+        labels = self.label_map(self.predict_outputs(image[None])[0])
+        return self.rescaled_segmentation(image, labels) if rescale_to_nuclei else labels
+
+    def rescaled_segmentation(self, image: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """``labels`` (the segmentation of ``image`` at its own size) redone with the image resampled by
+        :meth:`rescale_factor`; ``labels`` itself where that factor is 1."""
+        factor = self.rescale_factor(labels)
         return labels if factor == 1.0 else self.label_map(self.outputs_resampled(image, factor))
 
     def rescale_factor(self, labels: np.ndarray) -> float:

@@ -134,11 +134,12 @@ def tune_area_target(model: NucleusSegmenter, validation: dict[str, list[Instanc
     unscaled = {name: items for name, items in unscaled.items() if items}
     if not unscaled:
         return {}
+    native = {name: [model.segment(i.image) for i in items] for name, items in unscaled.items()}  # once for all targets
     scores = {}
     for target in NUCLEUS_AREA_TARGETS:
         model.config["nucleus_area_target"] = target
-        scores[target] = float(np.mean([np.mean([validation_score(name, model.segment(i.image, rescale_to_nuclei=True),
-                                                                  i.labels) for i in items])
+        scores[target] = float(np.mean([np.mean([validation_score(name, model.rescaled_segmentation(i.image, labels),
+                                                                  i.labels) for i, labels in zip(items, native[name])])
                                         for name, items in unscaled.items()]))
     best = max(scores, key=scores.get)
     model.config["nucleus_area_target"] = best
