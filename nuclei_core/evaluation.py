@@ -8,6 +8,7 @@ import numpy as np
 from .data.points import PointAnnotatedImage
 from .metrics.detection import DetectionScores, detection_scores
 from .models.base import NucleusModel
+from .nuclei import Nuclei
 
 
 def prepared_image(model: NucleusModel, image: np.ndarray) -> np.ndarray:
@@ -15,15 +16,20 @@ def prepared_image(model: NucleusModel, image: np.ndarray) -> np.ndarray:
     return model.tile_preparation(lambda: image)(image)
 
 
-def predict_centroids(model: NucleusModel, image: np.ndarray, magnification: float = 20.0) -> np.ndarray:
-    """Nucleus centres of one whole image scanned at ``magnification``, resampled to the model's own
-    magnification, prepared as the model's slides are (the image's own colours standing for the slide's), and
-    back (image pixels)."""
+def predict_nuclei(model: NucleusModel, image: np.ndarray, magnification: float = 20.0) -> Nuclei:
+    """Nuclei of one whole image scanned at ``magnification``, resampled to the model's own magnification,
+    prepared as the model's slides are (the image's own colours standing for the slide's), and back (image
+    pixels)."""
     scale = model.analysis_magnification / magnification
     if scale != 1:
         height, width = image.shape[:2]
         image = cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_LINEAR)
-    return model.predict(prepared_image(model, image)[None])[0].centroids / scale
+    return model.predict(prepared_image(model, image)[None])[0].transformed(1 / scale, (0.0, 0.0))
+
+
+def predict_centroids(model: NucleusModel, image: np.ndarray, magnification: float = 20.0) -> np.ndarray:
+    """Nucleus centres of one whole image (see :func:`predict_nuclei`), in image pixels."""
+    return predict_nuclei(model, image, magnification).centroids
 
 
 def score_point_detector(model: NucleusModel, images: list[PointAnnotatedImage], radius: float = 6.0,

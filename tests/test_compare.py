@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from nuclei_core.consensus import AGREEMENT, consensus, pairwise_f1
+from nuclei_core.consensus import AGREEMENT, consensus, group_nuclei, pairwise_f1
 from nuclei_core.errors import InputError
 from nuclei_core.method_runs import MethodRun, parse_method_list
 from plugins.CompareNucleiMethods import main as compare_main
@@ -32,6 +32,14 @@ def test_one_method_never_counts_twice_for_a_nucleus():
     agreed = consensus([A, crowded], 3, 2)
     assert len(agreed) == 1 and agreed.measurements[AGREEMENT].tolist() == [2]
     assert len(consensus([A, crowded], 3, 1)) == 4
+
+
+def test_groups_record_which_method_found_each_nucleus_and_its_score():
+    groups = group_nuclei([A, B, C], 3, scores=[np.array([0.9, 0.8, 0.7]), np.array([0.6, 0.5]), np.array([0.4, 0.3])])
+    assert groups.found.tolist() == [[True, True, True], [True, True, False], [True, False, False], [False, False, True]]
+    np.testing.assert_allclose(groups.scores, [[0.9, 0.6, 0.4], [0.8, 0.5, 0], [0.7, 0, 0], [0, 0, 0.3]])
+    np.testing.assert_allclose(groups.positions[:2], [[1 / 3, 1 / 3], [10.5, 10]])
+    assert group_nuclei([A, B], 3).scores[0].tolist() == [1.0, 1.0]  # no scores given: ones
 
 
 def test_pairwise_f1_is_symmetric_with_ones_on_the_diagonal():
