@@ -120,8 +120,8 @@ def test_positional_field_gives_every_magnification_the_same_total_weight():
             "focal loss lies below cross-entropy"
 
 
-@pytest.mark.parametrize("weights, loss", [(DEFAULT_WEIGHTS[GRAPH_ATTENTION], "balanced-focal"),
-                                           (WEIGHTS_DIR / "mmgat_bce_nuclei.pt", "bce")])
+@pytest.mark.parametrize("weights, loss", [(WEIGHTS_DIR / "mmgat_nuclei.pt", "balanced-focal"),
+                                           (DEFAULT_WEIGHTS[GRAPH_ATTENTION], "bce")])  # the default: validation preferred BCE
 def test_shipped_weights_are_fp16_graph_attention_with_tuned_thresholds_and_a_card(weights, loss):
     checkpoint = load_checkpoint(weights)
     assert checkpoint["config"]["architecture"] == GRAPH_ATTENTION and checkpoint["config"]["loss"] == loss

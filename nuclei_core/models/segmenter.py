@@ -19,7 +19,7 @@ from .r2unet import R2UNet
 ARCHITECTURES = ("R2U-Net", "U-Net")  # the R2UNetSegmentation CLI's choices
 GRAPH_ATTENTION = "MM-GAT"  # the GraphAttentionSegmentation CLI's network
 DEFAULT_WEIGHTS = {"R2U-Net": WEIGHTS_DIR / "r2unet_nuclei.pt", "U-Net": WEIGHTS_DIR / "unet_nuclei.pt",
-                   GRAPH_ATTENTION: WEIGHTS_DIR / "mmgat_nuclei.pt"}
+                   GRAPH_ATTENTION: WEIGHTS_DIR / "mmgat_bce_nuclei.pt"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "architecture": "R2U-Net",

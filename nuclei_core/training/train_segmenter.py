@@ -8,8 +8,8 @@ The shipped weights (their model cards give the exact commands)::
         --output nuclei_core/models/weights/r2unet_nuclei.pt
     python -m nuclei_core.training.train_segmenter --architecture U-Net \
         --output nuclei_core/models/weights/unet_nuclei.pt
-    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss balanced-focal \
-        --output nuclei_core/models/weights/mmgat_nuclei.pt
+    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce \
+        --output nuclei_core/models/weights/mmgat_bce_nuclei.pt
 
 Fine-tune on your own images and instance label maps (same file names)::
 
