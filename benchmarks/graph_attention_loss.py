@@ -25,12 +25,14 @@ from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, Nucle
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
-    parser.add_argument("--bce-weights", type=Path, default=WEIGHTS_DIR / "mmgat_bce_nuclei.pt",
-                        help="MM-GAT weights trained with --loss bce (default: the shipped comparison weights)")
+    parser.add_argument("--focal-weights", type=Path, default=WEIGHTS_DIR / "mmgat_nuclei.pt",
+                        help="MM-GAT weights trained with --loss balanced-focal (default: the shipped ones)")
+    parser.add_argument("--bce-weights", type=Path, default=DEFAULT_WEIGHTS[GRAPH_ATTENTION],
+                        help="MM-GAT weights trained with --loss bce (default: the shipped ones, the CLI's default)")
     parser.add_argument("--sets", nargs="+", choices=list(TEST_SETS), default=list(TEST_SETS))
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    weights = {"balanced focal (shipped)": DEFAULT_WEIGHTS[GRAPH_ATTENTION], "plain BCE": args.bce_weights}
+    weights = {"balanced focal (shipped)": args.focal_weights, "plain BCE": args.bce_weights}
     models = {loss: NucleusSegmenter.from_weights(path, args.device) for loss, path in weights.items()}
     per_image = score_test_sets(models, args.sets, args.data)
     summary = summary_rows(per_image, "loss")
