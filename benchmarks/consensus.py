@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from scipy.spatial import cKDTree
 from sklearn.linear_model import LogisticRegression
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +30,12 @@ from nuclei_core.data.public_sets import POINT_SETS, SHARED_DATA, load_point_set
 from nuclei_core.evaluation import predict_nuclei  # noqa: E402
 from nuclei_core.metrics.detection import DetectionScores, detection_scores, match_points  # noqa: E402
 from nuclei_core.models.base import NucleusModel  # noqa: E402
-from nuclei_core.nuclei import Nuclei  # noqa: E402
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS as FASTER_RCNN_WEIGHTS, FasterRCNNDetector  # noqa: E402
 from nuclei_core.models.hovernet import DEFAULT_WEIGHTS as HOVERNET_WEIGHTS, HoVerNet  # noqa: E402
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS as PATCH_WEIGHTS, DETECTORS  # noqa: E402
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS, NucleusSegmenter  # noqa: E402
 from nuclei_core.models.udnet import DEFAULT_WEIGHTS as UDNET_WEIGHTS, UDNet  # noqa: E402
+from nuclei_core.nuclei import Nuclei  # noqa: E402
 
 
 MEMBERS: dict[str, Callable[[], NucleusModel]] = {
@@ -107,27 +108,29 @@ def fit_learned_vote(groups: dict[str, list[tuple[NucleusGroups, np.ndarray]]], 
     return LogisticRegression(max_iter=1000).fit(np.vstack(features), np.concatenate(labels), weights * len(weights))
 
 
-def learned_vote_scores(groups: dict[str, list[tuple[NucleusGroups, np.ndarray]]], vote: LogisticRegression,
-                        cut_off: float, radius: float) -> dict[str, DetectionScores]:
+def vote_probabilities(groups: dict[str, list[tuple[NucleusGroups, np.ndarray]]],
+                       vote: LogisticRegression) -> dict[str, list[tuple[NucleusGroups, np.ndarray, np.ndarray]]]:
+    """dataset -> per image: its groups, the learned probability that each is a nucleus, and the true points."""
+    return {dataset: [(g, vote.predict_proba(vote_features(g))[:, 1], points) for g, points in images]
+            for dataset, images in groups.items()}
+
+
+def learned_vote_scores(voted: dict[str, list[tuple[NucleusGroups, np.ndarray, np.ndarray]]], cut_off: float,
+                        radius: float) -> dict[str, DetectionScores]:
     """dataset -> scores of the groups whose learned probability reaches ``cut_off``."""
-    results = {}
-    for dataset, images in groups.items():
-        total = DetectionScores()
-        for g, points in images:
-            keep = vote.predict_proba(vote_features(g))[:, 1] >= cut_off
-            total = total + detection_scores(g.positions[keep], points, radius)
-        results[dataset] = total
-    return results
+    return {dataset: sum((detection_scores(g.positions[probability >= cut_off], points, radius)
+                          for g, probability, points in images), DetectionScores())
+            for dataset, images in voted.items()}
 
 
 def learned_vote_row(label: str, val: Detections, test: Detections, committee: list[str], radius: float) -> dict:
     """The learned vote of ``committee``: fitted and its cut-off chosen on val, scored on test."""
     val_groups = image_groups(val, committee, radius)
     vote = fit_learned_vote(val_groups, radius)
-    val_f1 = {c: float(np.mean([s.f1 for s in learned_vote_scores(val_groups, vote, c, radius).values()]))
-              for c in CUT_OFFS}
+    val_voted = vote_probabilities(val_groups, vote)
+    val_f1 = {c: float(np.mean([s.f1 for s in learned_vote_scores(val_voted, c, radius).values()])) for c in CUT_OFFS}
     cut_off = max(val_f1, key=val_f1.get)
-    test_scores = learned_vote_scores(image_groups(test, committee, radius), vote, cut_off, radius)
+    test_scores = learned_vote_scores(vote_probabilities(image_groups(test, committee, radius), vote), cut_off, radius)
     by_dataset = {dataset: {"learned": test_scores[dataset]} for dataset in POINT_SETS}
     return {**result_row(f"{label} ({len(committee)}) learned vote (cut-off {cut_off:.3f} chosen on val)",
                          by_dataset, "learned"), "val mean F1": val_f1[cut_off]}
@@ -154,10 +157,11 @@ def support_rows(test: Detections, best: str, others: list[str], radius: float) 
 
 
 def _near_any(points: np.ndarray, others: np.ndarray, radius: float) -> np.ndarray:
-    """Whether each point has one of ``others`` within ``radius``."""
+    """1 where a point has one of ``others`` within ``radius``, else 0."""
     if not len(points) or not len(others):
         return np.zeros(len(points), int)
-    return (np.hypot(*(points[:, None] - others[None]).transpose(2, 0, 1)).min(axis=1) <= radius).astype(int)
+    nearest = cKDTree(others).query(points, distance_upper_bound=np.nextafter(radius, np.inf))[0]  # bound exclusive
+    return (nearest <= radius).astype(int)
 
 
 def mean_f1(scores: dict[str, dict[str, DetectionScores]], name: str) -> float:
