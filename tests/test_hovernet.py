@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage.draw import disk
 
+from nuclei_core.models.base import windowed_outputs
 from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, SqueezeExcitation
 from nuclei_core.models.hovernet import DEFAULT_CONFIG, HAEMATOXYLIN, PROBABILITY, HoVerNet
 from nuclei_core.postprocess.hover import distance_targets, hover_instances, instance_types
@@ -103,6 +104,44 @@ def test_model_gives_classified_contours_and_survives_a_save(tmp_path):
     np.testing.assert_allclose(again.predict_outputs(tiles), model.predict_outputs(tiles), atol=2e-2)
 
 
+def box_filtered(tiles: np.ndarray) -> np.ndarray:
+    """A 3x3 mean of each channel, the tile border mirrored: (B, H, W, C) -> (B, C, H, W)."""
+    padded = np.pad(tiles.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    height, width = tiles.shape[1:3]
+    total = sum(padded[:, dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3))
+    return (total / 9).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("window, margin", [(16, 4), (21, 1), (64, 8)])
+def test_windowed_outputs_equal_the_whole_tile_for_a_local_operation(window, margin):
+    """Each window's core is kept where it lies, its margins dropped and the tile border mirrored as for the whole
+    tile: an operation that sees no further than the margin gives the same maps either way."""
+    tiles = np.random.default_rng(1).integers(0, 255, (2, 50, 37, 3)).astype(np.uint8)
+    np.testing.assert_allclose(windowed_outputs(box_filtered, tiles, window, margin, group=3), box_filtered(tiles))
+
+
+def test_windowed_outputs_refuse_a_window_without_a_core():
+    with pytest.raises(ValueError, match="no core"):
+        windowed_outputs(box_filtered, np.zeros((1, 40, 40, 3), np.uint8), 16, 8)
+
+
+def test_inference_window_runs_attention_on_inputs_of_its_own_size():
+    """Squeeze-excitation and coordinate attention pool over their whole input: with an inference window, a tile
+    larger than it gives the maps of the windows, not those of the tile in one pass."""
+    torch.manual_seed(0)
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32]})
+    tiles = np.random.default_rng(0).integers(0, 255, (1, 200, 180, 3), dtype=np.uint8)
+    whole = model.predict_outputs(tiles)
+    model.config["inference_window"] = 64 + 2 * model.halo
+    windowed = model.predict_outputs(tiles)
+    assert windowed.shape == whole.shape
+    np.testing.assert_allclose(windowed, windowed_outputs(model.padded_outputs, tiles, 64 + 2 * model.halo,
+                                                          model.halo))
+    assert not np.allclose(windowed, whole, atol=1e-3)
+    small = tiles[:, :100, :100]
+    np.testing.assert_allclose(model.predict_outputs(small), model.padded_outputs(small))  # fits one window
+
+
 def test_training_smoke_run_writes_weights_that_load(shared_data, tmp_path):
     """Two steps on one CoNSeP image, scored on one validation image: the script runs end to end and its
     weights load as the model with tuned thresholds (no accuracy is claimed from this)."""
@@ -114,6 +153,7 @@ def test_training_smoke_run_writes_weights_that_load(shared_data, tmp_path):
                 "--device", "cpu"])
     model = HoVerNet.from_weights(output)
     assert model.config["foreground_threshold"] in (0.4, 0.5, 0.6) and model.config["attention"] is True
+    assert model.config["inference_window"] in (0, 512, 256)
     log = json.loads(output.with_suffix(".log.json").read_text())
     assert [r["step"] for r in log["history"]] == [1, 2] and {"pq", "mpq"} <= set(log["history"][0])
 

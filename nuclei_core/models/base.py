@@ -161,7 +161,15 @@ class NucleusModel(ReadsRGB, TrainedModel):
         return (total / len(flips)).float().cpu().numpy()
 
     def predict_outputs(self, tiles: np.ndarray) -> np.ndarray:
-        """Raw network outputs (B, C, H, W) for a batch of (H, W, 3) uint8 tiles."""
+        """Raw network outputs (B, C, H, W) for a batch of (H, W, 3) uint8 tiles; with ``inference_window`` in the
+        config, tiles larger than it are run as windows of that side (see :func:`windowed_outputs`)."""
+        window = self.config.get("inference_window")
+        if window and max(tiles.shape[1:3]) > window:
+            return windowed_outputs(self.padded_outputs, tiles, int(window), self.halo)
+        return self.padded_outputs(tiles)
+
+    def padded_outputs(self, tiles: np.ndarray) -> np.ndarray:
+        """Raw network outputs of the whole tiles, their sides padded to ``size_multiple`` and cropped back."""
         height, width = tiles.shape[1:3]
         multiple = self.size_multiple
         pad_h, pad_w = -height % multiple, -width % multiple
@@ -177,3 +185,31 @@ class NucleusModel(ReadsRGB, TrainedModel):
     def predict_at(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
         """The engine's call: a detector needs only the pixels, not where the tiles lie."""
         return self.predict(tiles)
+
+
+def windowed_outputs(outputs: Callable[[np.ndarray], np.ndarray], tiles: np.ndarray, window: int, margin: int,
+                     group: int = 16) -> np.ndarray:
+    """``outputs`` of (B, H, W, 3) tiles computed on ``window``-px windows whose cores (``window - 2 * margin``
+    px) tile the image, each core's maps kept and the margins dropped; tile borders are mirrored.
+
+    For networks whose features depend on the input's extent (global pooling in squeeze-excitation or
+    coordinate attention), this runs them on inputs of the size they were trained on, as HoVer-Net's own
+    patch-wise inference does. Windows are batched ``group`` at a time.
+    """
+    core = window - 2 * margin
+    if core < 1:
+        raise ValueError(f"inference window {window} px leaves no core inside its {margin} px margins")
+    batch, height, width = tiles.shape[:3]
+    rows, columns = -(-height // core), -(-width // core)
+    padded = np.pad(tiles, ((0, 0), (margin, rows * core - height + margin),
+                            (margin, columns * core - width + margin), (0, 0)), mode="reflect")
+    corners = [(b, r * core, c * core) for b in range(batch) for r in range(rows) for c in range(columns)]
+    stitched = None
+    for start in range(0, len(corners), group):
+        chosen = corners[start:start + group]
+        maps = outputs(np.stack([padded[b, y:y + window, x:x + window] for b, y, x in chosen]))
+        if stitched is None:
+            stitched = np.zeros((batch, maps.shape[1], rows * core, columns * core), maps.dtype)
+        for (b, y, x), piece in zip(chosen, maps):
+            stitched[b, :, y:y + core, x:x + core] = piece[:, margin:margin + core, margin:margin + core]
+    return stitched[:, :, :height, :width]

@@ -29,6 +29,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "foreground_threshold": 0.5,
     "edge_threshold": 0.4,
     "min_area": 10,
+    "inference_window": 0,  # run tiles as windows of this side (0: whole); the attention pools over its input
 }
 
 

@@ -36,6 +36,7 @@ from .trainer import train
 UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 EDGE_THRESHOLDS = (0.3, 0.4, 0.5)
+INFERENCE_WINDOWS = (0, 512, 256)  # 0: whole tiles at once
 
 
 def make_sampler(items: list[InstanceAnnotatedImage], patch: int, batch_size: int, stain_strength: float,
@@ -122,16 +123,19 @@ def make_validator(model: HoVerNet, items: list[InstanceAnnotatedImage]):
 
 
 def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dict:
-    """The (foreground, edge) thresholds with the best validation score, and that score."""
-    outputs = [model.predict_outputs(i.image[None])[0] for i in items]
+    """The inference window and (foreground, edge) thresholds with the best validation score, and that score."""
     best = None
-    for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
-        model.config.update(foreground_threshold=foreground, edge_threshold=edge)
-        scores = validation_scores(model, outputs, items)
-        score = scores.pop("score")
-        if best is None or score > best["validation_score"]:
-            best = {"foreground_threshold": foreground, "edge_threshold": edge, "validation_score": score, **scores}
-    model.config.update(foreground_threshold=best["foreground_threshold"], edge_threshold=best["edge_threshold"])
+    for window in INFERENCE_WINDOWS:
+        model.config.update(inference_window=window)
+        outputs = [model.predict_outputs(i.image[None])[0] for i in items]
+        for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
+            model.config.update(foreground_threshold=foreground, edge_threshold=edge)
+            scores = validation_scores(model, outputs, items)
+            score = scores.pop("score")
+            if best is None or score > best["validation_score"]:
+                best = {"inference_window": window, "foreground_threshold": foreground, "edge_threshold": edge,
+                        "validation_score": score, **scores}
+    model.config.update({key: best[key] for key in ("inference_window", "foreground_threshold", "edge_threshold")})
     return best
 
 
@@ -143,6 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--class-weights", type=float, nargs="+", default=[1.0, 1.0, 1.0, 1.0, 1.0],
                         help="cross-entropy weight of background and each class, in order")
     parser.add_argument("--patch-size", type=int, default=128)
+    parser.add_argument("--inference-window", type=int, default=0,
+                        help="validate during training on windows of this side (0: whole images); the final tuning "
+                             f"chooses among {', '.join(map(str, INFERENCE_WINDOWS))}")
     parser.add_argument("--stain-jitter", type=float, default=0.05)
     parser.add_argument("--scale-jitter", type=float, default=0.2, help="crops rescaled by 1 +- this (0: none)")
     parser.add_argument("--hsv-jitter", type=float, default=0.1, help="saturation and value scaled by 1 +- this, "
@@ -170,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
         retune_saved(args.output, HoVerNet.from_weights(args.output, device), lambda m: tune_thresholds(m, val_set))
         return
     torch.manual_seed(args.seed)
-    model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain}, device=device)
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain,
+                      "inference_window": args.inference_window}, device=device)
     if args.init_weights:
         model.network.load_state_dict(HoVerNet.from_weights(args.init_weights).network.state_dict())
     if len(args.class_weights) != len(model.class_names) + 1:
