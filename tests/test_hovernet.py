@@ -10,6 +10,7 @@ import pytest
 import torch
 from skimage.draw import disk
 
+from nuclei_core.errors import WeightsError
 from nuclei_core.models.base import windowed_outputs
 from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, SqueezeExcitation
 from nuclei_core.models.hovernet import DEFAULT_CONFIG, HAEMATOXYLIN, PROBABILITY, HoVerNet
@@ -222,6 +223,29 @@ def test_class_loss_leaves_out_images_without_classes():
     untyped[0, 3] = UNTYPED
     assert torch.isfinite(loss(output, untyped))
 
+
+
+def test_weights_whose_window_leaves_no_core_are_a_one_line_error(sample_svs, tmp_path, capfd):
+    from plugins.HoVerNetSegmentation import main as hover_main
+
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32]})
+    model.config["inference_window"] = 2 * HoVerNet.halo
+    weights, out = tmp_path / "narrow.pt", tmp_path / "nuclei.anot"
+    model.save(weights, version="narrow")
+    with pytest.raises(WeightsError, match="leaves no core"):
+        HoVerNet.from_weights(weights)
+    code = hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--model_weights", str(weights)])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and "leaves no core" in err.splitlines()[-1]
+    assert not out.exists()
+
+
+def test_training_refuses_a_window_inside_the_halo(capsys):
+    from nuclei_core.training.train_hovernet import main as train_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--output", "unused.pt", "--inference-window", "90"])
+    assert exit_info.value.code == 2 and "--inference-window" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("network", ["SE + CA", "plain"])

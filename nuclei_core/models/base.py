@@ -130,6 +130,13 @@ class NucleusModel(ReadsRGB, TrainedModel):
     halo: int = 32
     class_names: tuple[str, ...] = ("nucleus",)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        window = self.config.get("inference_window") or 0
+        if window and window <= 2 * self.halo:
+            raise WeightsError(f"inference_window {window} px of these weights leaves no core inside "
+                               f"{self.name}'s {self.halo} px margins: give more than {2 * self.halo}, or 0")
+
     @property
     def size_multiple(self) -> int:
         """Tile sides are padded to a multiple of this before inference."""

@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     add_run_arguments(parser, steps=12000, batch_size=8, learning_rate=3e-4)
     add_device_argument(parser)
     args = parser.parse_args(argv)
+    if 0 < args.inference_window <= 2 * HoVerNet.halo:
+        parser.error(f"--inference-window must be 0 or more than twice the {HoVerNet.halo} px halo")
     untyped = [name for name in (args.untyped_set or ["monuseg"]) if name != "none"]
     train_set = [item for items in [load_typed_consep("train"), *(load_instance_set(n, "train") for n in untyped)]
                  for item in items[: args.train_images or None]]
