@@ -202,6 +202,32 @@ def test_cli_writes_classified_outlines_with_measurements(sample_svs, tmp_path):
         assert all(key in e["user"] for e in elements), key
     features = json.loads((tmp_path / "nuclei.geojson").read_text())["features"]
     assert HAEMATOXYLIN in features[0]["properties"]["measurements"]
+    assert json.loads(out.read_text())["attributes"]["inference_window"] == 0  # as the weights were saved
+
+
+def test_cli_inference_window_replaces_the_stored_one(sample_svs, tmp_path):
+    from plugins.HoVerNetSegmentation import main as hover_main
+
+    torch.manual_seed(0)
+    weights, out = tmp_path / "tiny.pt", tmp_path / "nuclei.anot"
+    HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32], "foreground_threshold": 0.3}).save(weights, version="tiny")
+    assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--model_weights",
+                       str(weights), "--inference_window", "160"]) == 0
+    assert json.loads(out.read_text())["attributes"]["inference_window"] == 160
+
+
+@pytest.mark.parametrize("window, message", [("50", "inference_window must be 0"), ("96", "more than 96 px"),
+                                             ("5000", "inference_window=5000 is outside"),
+                                             ("-2", "inference_window=-2 is outside")])
+def test_cli_refuses_an_inference_window_without_a_core(sample_svs, tmp_path, capfd, window, message):
+    from plugins.HoVerNetSegmentation import main as hover_main
+
+    out = tmp_path / "nuclei.anot"
+    assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150",
+                       "--inference_window", window]) == 2
+    err = capfd.readouterr().err.strip()
+    assert "Traceback" not in err and message in err.splitlines()[-1]
+    assert not out.exists()
 
 
 def test_class_loss_leaves_out_images_without_classes():
@@ -248,16 +274,48 @@ def test_training_refuses_a_window_inside_the_halo(capsys):
     assert exit_info.value.code == 2 and "--inference-window" in capsys.readouterr().err
 
 
+def test_flip_averaged_distance_maps_turn_with_the_tile():
+    """Averaged over mirror images, the maps of a mirrored tile are the tile's maps mirrored, with the horizontal
+    distance negated after a left-right mirror and the vertical after an up-down one (a plain flip of the
+    distances would break this)."""
+    torch.manual_seed(0)
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32], "flip_averaging": True})
+    tiles = np.random.default_rng(2).integers(0, 255, (1, 64, 48, 3), dtype=np.uint8)
+    maps = model.predict_outputs(tiles)[0]
+    for axis, negated in ((2, 1), (1, 2)):  # tile axis (B, H, W, 3): 2 = left-right, 1 = up-down
+        mirrored = model.predict_outputs(np.ascontiguousarray(np.flip(tiles, axis)))[0]
+        expected = np.flip(maps, axis).copy()
+        expected[negated] *= -1
+        np.testing.assert_allclose(mirrored, expected, atol=1e-5)
+        assert np.abs(maps[negated]).max() > 1e-3  # the sign is tested, not a map of zeros
+
+
+def test_flip_averaging_keeps_the_shipped_model_s_distances(shared_data):
+    """On a real tile the averaged horizontal and vertical maps follow the single pass's (mirroring a distance back
+    without turning its sign would cancel them)."""
+    from nuclei_core.data.instance_sets import load_typed_consep
+    from nuclei_core.models.hovernet import DEFAULT_WEIGHTS
+
+    image = load_typed_consep("val", shared_data)[0].image[:256, :256][None]
+    single = HoVerNet.from_weights(DEFAULT_WEIGHTS["plain"]).predict_outputs(image)[0]
+    averaged = HoVerNet.from_weights(DEFAULT_WEIGHTS["plain"], flip_averaging=True).predict_outputs(image)[0]
+    for channel in (1, 2):
+        assert np.corrcoef(single[channel].ravel(), averaged[channel].ravel())[0, 1] > 0.9
+    assert np.corrcoef(single[0].ravel(), averaged[0].ravel())[0, 1] > 0.9
+
+
 @pytest.mark.parametrize("network", ["SE + CA", "plain"])
 def test_shipped_weights_are_fp16_with_tuned_thresholds_and_a_card(network):
     from nuclei_core.models.base import load_checkpoint
     from nuclei_core.models.hovernet import DEFAULT_WEIGHTS
+    from nuclei_core.training.train_hovernet import INFERENCE_WINDOWS
 
     checkpoint = load_checkpoint(DEFAULT_WEIGHTS[network])
     assert checkpoint["config"]["attention"] == (network == "SE + CA")
     assert checkpoint["config"]["class_names"] == list(DEFAULT_CONFIG["class_names"])
     assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
     assert 0 < checkpoint["config"]["foreground_threshold"] < 1
+    assert checkpoint["config"]["inference_window"] in INFERENCE_WINDOWS  # chosen by the training's tuning
     assert DEFAULT_WEIGHTS[network].with_suffix(".md").is_file(), "every shipped weights file has a model card"
 
 

@@ -164,8 +164,14 @@ class NucleusModel(ReadsRGB, TrainedModel):
         """``forward(batch)`` as numpy; with ``flip_averaging`` in the config, the mean over the batch's four
         mirror images (each output mirrored back)."""
         flips = ((), (3,), (2,), (2, 3)) if self.config.get("flip_averaging") else ((),)
-        total = sum(forward(batch.flip(dims)).flip(dims) if dims else forward(batch) for dims in flips)
+        total = sum(self.mirrored_back(forward(batch.flip(dims)), dims) if dims else forward(batch)
+                    for dims in flips)
         return (total / len(flips)).float().cpu().numpy()
+
+    def mirrored_back(self, output: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """The output of a batch mirrored on ``dims``, mirrored back; models whose maps hold directions
+        also turn those."""
+        return output.flip(dims)
 
     def predict_outputs(self, tiles: np.ndarray) -> np.ndarray:
         """Raw network outputs (B, C, H, W) for a batch of (H, W, 3) uint8 tiles; with ``inference_window`` in the

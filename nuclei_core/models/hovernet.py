@@ -30,6 +30,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "edge_threshold": 0.4,
     "min_area": 10,
     "inference_window": 0,  # run tiles as windows of this side (0: whole); the attention pools over its input
+    "flip_averaging": False,
 }
 
 
@@ -57,10 +58,22 @@ class HoVerNet(NucleusModel):
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
         """Per pixel: nuclear probability, horizontal and vertical distance, then the class probabilities
-        (background first)."""
+        (background first); with ``flip_averaging``, the mean over the batch's four mirror images."""
+        return self.flip_averaged(self.maps, batch)
+
+    def maps(self, batch: torch.Tensor) -> torch.Tensor:
+        """The network's output as probabilities and distances (see :meth:`infer`)."""
         raw = self.network(batch)
         nuclear = torch.softmax(raw[:, :2], dim=1)[:, 1:]
-        return torch.cat([nuclear, raw[:, 2:4], torch.softmax(raw[:, 4:], dim=1)], dim=1).float().cpu().numpy()
+        return torch.cat([nuclear, raw[:, 2:4], torch.softmax(raw[:, 4:], dim=1)], dim=1)
+
+    def mirrored_back(self, output: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+        """Mirrored back, the horizontal distance negated after a left-right mirror and the vertical after an
+        up-down one (both point from the nucleus's centre)."""
+        output = output.flip(dims)
+        signs = torch.ones(output.shape[1], dtype=output.dtype, device=output.device)
+        signs[1], signs[2] = (-1 if 3 in dims else 1), (-1 if 2 in dims else 1)
+        return output * signs[None, :, None, None]
 
     def label_map(self, output: np.ndarray) -> np.ndarray:
         """Instance label map of one tile from its output."""
