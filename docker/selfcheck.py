@@ -1,7 +1,9 @@
-"""Build-time self-check of the image: ``--list_cli`` works and every listed CLI prints its ``--xml``."""
+"""Build-time self-check of the image: ``--list_cli`` works, every listed CLI prints its ``--xml`` and its module
+(with the models and the engine it loads) imports."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -16,6 +18,7 @@ def main() -> int:
         spec = subprocess.run([sys.executable, "-m", "plugins", name, "--xml"], check=True,
                               capture_output=True, text=True).stdout
         ElementTree.fromstring(spec)
+        importlib.import_module(f"plugins.{name}")
     print(f"self-check passed: {', '.join(names)}")
     return 0 if names else 1
 

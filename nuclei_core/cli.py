@@ -14,10 +14,9 @@ from typing import Any
 
 import ctk_cli
 from shapely.geometry import MultiPolygon
-from slicer_cli_web import CLIArgumentParser
 
 from . import __version__
-from .cli_spec import spec_path
+from .cli_spec import cli_parser, spec_path
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
 from .models.base import SlideModel, resolve_device
@@ -118,9 +117,7 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
 
 def run_guarded(cli_name: str, action: Callable[[argparse.Namespace], None], argv: list[str] | None = None) -> int:
     """Parse ``argv`` with the CLI's XML spec and run ``action`` on it; problems become one line and exit code 2."""
-    parser = CLIArgumentParser(str(spec_path(cli_name)))
-    parser.prog = cli_name  # not "__main__.py" in usage lines and argparse errors under ``python -m plugins``
-    args = parser.parse_args(argv)
+    args = cli_parser(cli_name).parse_args(argv)
     try:
         action(args)
     except NucleiError as exc:

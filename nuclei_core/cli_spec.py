@@ -13,6 +13,8 @@ import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from slicer_cli_web import CLIArgumentParser
+
 SPEC_DIR = Path(__file__).resolve().parent.parent / "xml_specs"
 SHARED_DIR = SPEC_DIR / "shared"
 
@@ -44,3 +46,10 @@ def spec_path(cli_name: str) -> Path:
         temporary.write_text(text)
         os.replace(temporary, path)
     return path
+
+
+def cli_parser(cli_name: str) -> CLIArgumentParser:
+    """The argument parser of ``cli_name`` built from its spec (it also answers ``--xml`` and ``--help``)."""
+    parser = CLIArgumentParser(str(spec_path(cli_name)))
+    parser.prog = cli_name  # not "__main__.py" in usage lines and argparse errors under ``python -m plugins``
+    return parser

@@ -7,7 +7,7 @@ import importlib
 import json
 import sys
 
-from nuclei_core.cli_spec import available_clis
+from nuclei_core.cli_spec import available_clis, cli_parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     if options.cli is None:
         parser.print_help()
         return 2
+    if argv[1:] in (["--xml"], ["--help"], ["-h"]):  # slicer_cli_web asks every CLI for --xml when it registers
+        cli_parser(options.cli).parse_args(argv[1:])  # an image: answered (and exited) before loading any model
     return importlib.import_module(f"plugins.{options.cli}").main(argv[1:])
 
 

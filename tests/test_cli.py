@@ -272,6 +272,32 @@ def test_xml_flag_prints_the_spec(runs, name):
     assert ET.fromstring(run.stdout.strip().encode()).tag == "executable"
 
 
+@pytest.mark.parametrize("name", CLI_NAMES)
+@pytest.mark.parametrize("flag", ["--xml", "--help"])
+def test_xml_and_help_print_what_the_cli_itself_prints(name, flag, capsys):
+    """``python -m plugins NAME --xml`` (asked of every CLI when the DSA registers the image) and ``--help`` answer
+    before the CLI's module is imported, byte for byte as the CLI's own parser does."""
+    import importlib
+
+    from plugins.__main__ import main as dispatch
+
+    with pytest.raises(SystemExit) as exit_info:
+        dispatch([name, flag])
+    assert exit_info.value.code in (0, None)
+    early = capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module(f"plugins.{name}").main([flag])
+    assert exit_info.value.code in (0, None)
+    assert capsys.readouterr().out == early and early.startswith("<?xml" if flag == "--xml" else f"usage: {name}")
+
+
+def test_xml_is_answered_without_loading_torch():
+    code = ("import sys\nfrom plugins.__main__ import main\ntry:\n    main(['HoVerNetSegmentation', '--xml'])\n"
+            "except SystemExit:\n    pass\nprint(sorted({'torch', 'large_image'} & set(sys.modules)), file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("<?xml") and result.stderr.strip() == "[]"
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=CLI_NAMES)
 def test_spec_parses_with_ctk_cli_and_slicer_cli_web_without_warnings(spec, caplog):
     import ctk_cli
