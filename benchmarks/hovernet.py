@@ -3,9 +3,10 @@ whole-slide CLI's speed.
 
 Accuracy: CoNSeP ``test`` (14 tiles, 40x, classes merged to other / inflammatory / epithelial / spindle),
 whole images, each network as shipped (on windows of the side its weights name), on whole tiles in one pass and
-flip averaged, post-processing thresholds as tuned on the validation images. Dice and AJI are means over images; PQ and multi-class PQ+ (CoNIC) pool their counts over
-the images; R² is CoNIC's multi-class R² of the per-image nucleus counts of each class. Speed: the
-HoVerNetSegmentation CLI on the sample slide in a fresh process, as the DSA runs it.
+flip averaged, post-processing thresholds as tuned on the validation images. Dice and AJI are means over images;
+PQ and multi-class PQ+ (CoNIC) pool their counts over the images; R² is CoNIC's multi-class R² of the
+per-image nucleus counts of each class. Speed: the HoVerNetSegmentation CLI on the sample slide in a fresh
+process, as the DSA runs it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from benchmarks.segmentation import label_scores, summarise  # noqa: E402
 from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import load_typed_consep  # noqa: E402
 from nuclei_core.metrics.segmentation import PanopticAccumulator, multiclass_count_r2  # noqa: E402
+from nuclei_core.models.base import load_checkpoint  # noqa: E402
 from nuclei_core.models.hovernet import DEFAULT_WEIGHTS, HoVerNet  # noqa: E402
 from nuclei_core.postprocess.hover import instance_types  # noqa: E402
 
@@ -53,12 +55,12 @@ def score(model: HoVerNet, items: list) -> dict:
             "R²": r2["r2"], **{f"PQ {model.class_names[c - 1]}": v for c, v in mpq["per_class"].items()}}
 
 
-def variants(models: dict[str, HoVerNet]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Each network as shipped (in its inference window), on whole tiles (the fastest) where it has a window, and
-    flip averaged: label -> (network, settings that replace the stored ones)."""
+def variants(configs: dict[str, dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Each network (by its stored config) as shipped (in its inference window), on whole tiles (the fastest) where
+    it has a window, and flip averaged: label -> (network, settings that replace the stored ones)."""
     chosen = {}
-    for name, model in models.items():
-        window = model.config.get("inference_window")
+    for name, config in configs.items():
+        window = config.get("inference_window")
         shipped = f"{name}, {window} px windows" if window else name
         chosen[shipped] = (name, {})
         if window:
@@ -77,7 +79,7 @@ def main() -> None:
     parser = accuracy_and_speed_parser(__doc__)
     args = parser.parse_args()
     test = load_typed_consep("test", args.data)
-    runs = variants({name: HoVerNet.from_weights(path) for name, path in DEFAULT_WEIGHTS.items()})
+    runs = variants({name: load_checkpoint(path)["config"] for name, path in DEFAULT_WEIGHTS.items()})
     rows, configs = [], {}
     for label, (network, settings) in runs.items():
         model = HoVerNet.from_weights(DEFAULT_WEIGHTS[network], args.device, **settings)

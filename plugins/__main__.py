@@ -24,8 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.cli is None:
         parser.print_help()
         return 2
-    if argv[1:] in (["--xml"], ["--help"], ["-h"]):  # slicer_cli_web asks every CLI for --xml when it registers
-        cli_parser(options.cli).parse_args(argv[1:])  # an image: answered (and exited) before loading any model
+    if argv[1:] in (["--xml"], ["--help"], ["-h"]):
+        # asked of every CLI when slicer_cli_web registers an image: the parser answers and exits, no model loaded
+        cli_parser(options.cli).parse_args(argv[1:])
     return importlib.import_module(f"plugins.{options.cli}").main(argv[1:])
 
 
