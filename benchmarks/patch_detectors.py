@@ -47,8 +47,12 @@ def accuracy_rows(crchisto: Path, weights: dict[str, Path]) -> list[dict]:
 
 
 def variant(config: dict) -> str:
-    """The network's dense-layer width, and whether stage 2 sees stage 1's probability."""
-    return f"hidden {config['hidden']}" + (", stage-2 context" if config.get("stage2_context") else "")
+    """The network's dense-layer width, its graph convolutions' orders, and whether stage 2 sees stage 1's
+    probability."""
+    orders = (config.get("order", 1), config.get("stage2_order", config.get("order", 1)))
+    order = "" if orders == (1, 1) else f", order {orders[0]}" if orders[0] == orders[1] else \
+        f", orders {orders[0]} / {orders[1]}"
+    return f"hidden {config['hidden']}{order}" + (", stage-2 context" if config.get("stage2_context") else "")
 
 
 def speedup_rows(side: int, repeats: int = 2) -> list[dict]:

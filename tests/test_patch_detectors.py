@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from nuclei_core.evaluation import score_point_detector
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.patch_cnn import SC_WINDOW, PatchCNN, sc_aggregate, sc_window_maps
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN, with_stage1_context
-from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, PatchGCN, grid_laplacian
+from nuclei_core.errors import InputError
+from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, PatchGCN, grid_laplacian, node_types, polynomial_basis
 from nuclei_core.postprocess.nms import nms_points
 from nuclei_core.training import train_patch_detector
 from nuclei_core.training.patch_sampling import PatchSource
@@ -47,6 +49,34 @@ def test_graph_convolution_uses_the_normalised_laplacian_of_the_grid():
     assert eigenvalues.min() > -1e-9 and eigenvalues.max() <= 2 + 1e-9  # a normalised Laplacian
 
 
+def test_higher_order_graph_convolution_weights_chebyshev_polynomials_of_the_laplacian():
+    torch.manual_seed(1)
+    layer = GridGraphConv(3, 5, order=3).double()
+    x = torch.rand(2, 3, PATCH, PATCH, dtype=torch.float64)
+    basis = [torch.tensor(m) for m in polynomial_basis(3)]
+    rescaled = basis[1] - torch.eye(PATCH * PATCH, dtype=torch.float64)
+    assert torch.allclose(basis[3], 4 * rescaled @ rescaled @ rescaled - 3 * rescaled)  # T_3(t) = 4t³ - 3t
+    explicit = sum(torch.einsum("oc,bcn->bon", conv.weight[:, :, 0, 0], x.flatten(2) @ matrix.T)
+                   for conv, matrix in zip([layer.self_weight, layer.laplacian_weight, *layer.chebyshev_weights], basis))
+    explicit = explicit + layer.self_weight.bias[None, :, None]
+    assert torch.allclose(layer(x).flatten(2), explicit, atol=1e-10)
+    # a node of order K reads K grid steps away, and no further
+    impulse = torch.zeros(1, 3, PATCH, PATCH, dtype=torch.float64)
+    impulse[0, :, 13, 13] = 1.0
+    reached = (layer(impulse) - layer(torch.zeros_like(impulse))).abs().sum(1)[0] > 0
+    rows, cols = np.nonzero(reached.numpy())
+    assert (np.abs(rows - 13) + np.abs(cols - 13)).max() == 3
+    with pytest.raises(ValueError, match="order"):
+        GridGraphConv(3, 5, order=0)
+
+
+def test_node_types_group_the_patch_by_distance_to_its_border():
+    first, second = node_types(1), node_types(2)
+    assert (len(first.stencils1), len(first.layer2)) == (25, 49)  # 5 x 5 and 7 x 7 row / column classes
+    assert (len(second.stencils1), len(second.layer2)) == (49, 121)
+    assert len(np.unique(second.type2[5:-5, 5:-5])) == 1  # one interior type, 5 or more steps from the border
+
+
 @pytest.mark.parametrize("stage", ["stage1", "stage2"])
 def test_dense_gcn_equals_the_patch_classifier_at_every_tested_pixel(crchisto_tile, stage):
     network = getattr(CascadeGCN.from_weights(DEFAULT_WEIGHTS["Cascade-GCN"]).network, stage).double()
@@ -62,9 +92,10 @@ def test_dense_gcn_equals_the_patch_classifier_at_every_tested_pixel(crchisto_ti
             assert float(dense[row, col]) == pytest.approx(float(single), abs=1e-9)
 
 
-def test_dense_gcn_with_a_context_channel_equals_the_patch_classifier(crchisto_tile):
+@pytest.mark.parametrize("order", [1, 2])
+def test_dense_gcn_with_a_context_channel_equals_the_patch_classifier(crchisto_tile, order):
     torch.manual_seed(4)
-    network = PatchGCN(hidden=16, in_channels=4).eval().double()
+    network = PatchGCN(hidden=16, in_channels=4, order=order).eval().double()
     tile = torch.cat([crchisto_tile, torch.rand(1, *crchisto_tile.shape[1:])]).double()
     with torch.inference_mode():
         dense = network.dense(tile[None], chunk=40)[0]
@@ -76,7 +107,7 @@ def test_dense_gcn_with_a_context_channel_equals_the_patch_classifier(crchisto_t
 def test_cascade_with_stage1_context_scores_each_fired_pixel_from_colour_and_stage1_probability(crchisto_tile):
     torch.manual_seed(5)
     config = {"channels": [36, 48], "hidden": 16, "stage1_threshold": 0.5, "stage2_context": True,
-              "threshold": 0.5, "nms_box": 8, "nms_iou": 0.3}
+              "stage2_order": 2, "threshold": 0.5, "nms_box": 8, "nms_iou": 0.3}
     model = CascadeGCN(config)
     model.network.double().eval()
     padded = torch.nn.functional.pad(crchisto_tile.double()[None], (13,) * 4, mode="reflect")
@@ -96,6 +127,7 @@ def test_cascade_with_stage1_context_scores_each_fired_pixel_from_colour_and_sta
             checked += 1
     assert checked >= 5  # the comparison ran on fired pixels, not only on the zeros
     assert model.network.stage2.graph1.self_weight.in_channels == 4
+    assert (len(model.network.stage1.graph1.chebyshev_weights), len(model.network.stage2.graph2.chebyshev_weights)) == (0, 1)
 
 
 @pytest.mark.parametrize("outputs", [1, 3])
@@ -175,20 +207,28 @@ def test_patch_source_labels_pixels_by_distance_to_the_nearest_centre(crchisto):
     assert window[SC_WINDOW // 2, SC_WINDOW // 2] == 1.0
 
 
-@pytest.mark.parametrize("name, options", [(name, []) for name in sorted(DETECTORS)]
-                         + [("Cascade-GCN", ["--stage2-context", "--hidden", "8"])])
-def test_training_script_writes_loadable_weights(crchisto, tmp_path, name, options):
-    images, points = tmp_path / "images", tmp_path / "points"
+@pytest.fixture(scope="module")
+def small_point_set(crchisto, tmp_path_factory) -> list[str]:
+    """Data arguments of three 150 x 150 CRCHisto crops with their centres: keeps the smoke runs short."""
+    folder = tmp_path_factory.mktemp("points")
+    images, points = folder / "images", folder / "points"
     images.mkdir(), points.mkdir()
-    for index in (1, 2, 3):  # 150 x 150 crops keep the smoke run short
+    for index in (1, 2, 3):
         image = Image.open(crchisto / "images" / f"img{index}.jpg").crop((100, 100, 250, 250))
         image.save(images / f"img{index}.png")
         rows = [line for line in (crchisto / "detection" / f"img{index}.csv").read_text().splitlines()[1:]
                 if 100 <= float(line.split(",")[0]) < 250 and 100 <= float(line.split(",")[1]) < 250]
         (points / f"img{index}.csv").write_text("x,y\n" + "\n".join(
             f"{float(x) - 100},{float(y) - 100}" for x, y in (r.split(",")[:2] for r in rows)))
+    return ["--images-dir", str(images), "--points-dir", str(points)]
+
+
+@pytest.mark.parametrize("name, options", [(name, []) for name in sorted(DETECTORS)]
+                         + [("Cascade-GCN", ["--stage2-context", "--hidden", "8"])])
+def test_training_script_writes_loadable_weights(small_point_set, tmp_path, name, options):
+    images = Path(small_point_set[1])
     output = tmp_path / "w.pt"
-    data = ["--model", name, "--images-dir", str(images), "--points-dir", str(points), "--output", str(output)]
+    data = ["--model", name, *small_point_set, "--output", str(output)]
     train_patch_detector.main([*data, "--loss", "focal", "--steps", "4", "--eval-every", "2", "--batch-size", "16",
                                *options])
     model = DETECTORS[name].from_weights(output)
@@ -209,6 +249,26 @@ def test_training_script_writes_loadable_weights(crchisto, tmp_path, name, optio
                                                   model.network.state_dict().values()))
     tile = np.asarray(Image.open(images / "img1.png"))[None]
     assert model.predict_outputs(tile).shape == (1, 1, 150, 150)
+
+
+def test_stage2_trains_alone_on_the_stage1_of_existing_weights(small_point_set, tmp_path):
+    base = ["--model", "Cascade-GCN", *small_point_set, "--stage2-context"]
+    data, run = [*base, "--hidden", "8"], ["--steps", "2", "--eval-every", "1", "--batch-size", "16"]
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    train_patch_detector.main([*data, *run, "--output", str(first)])
+    train_patch_detector.main([*data, *run, "--output", str(second), "--stage1-weights", str(first),
+                               "--stage2-order", "2"])
+    reused, trained = (CascadeGCN.from_weights(path) for path in (first, second))
+    assert all(torch.equal(a, b) for a, b in zip(reused.network.stage1.state_dict().values(),
+                                                  trained.network.stage1.state_dict().values()))
+    assert trained.config["stage2_order"] == 2 and "stage2_order" not in reused.config
+    assert len(trained.network.stage2.graph2.chebyshev_weights) == 1
+    assert json.loads(second.with_suffix(".log.json").read_text())["stage1"] == {"weights": str(first)}
+    refused = tmp_path / "refused.pt"
+    with pytest.raises(InputError, match="has hidden 8, this run asks for 16"):
+        train_patch_detector.main([*base, "--hidden", "16", *run, "--output", str(refused),
+                                   "--stage1-weights", str(first)])
+    assert not refused.exists()
 
 
 @pytest.mark.parametrize("detector", sorted(DETECTORS))

@@ -55,13 +55,17 @@ class CascadeNetwork(nn.Module):
 
     With ``stage2_context`` in the config, stage 2's nodes carry stage 1's probability beside their
     colour (auto-context): a stage-2 patch then also sees how stage 1 judged the patches around it.
+    ``order`` (default 1) is the Chebyshev order of the graph convolutions, ``stage2_order`` stage 2's
+    when it differs.
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         arguments = {"channels": tuple(config["channels"]), "hidden": int(config["hidden"])}
-        self.stage1 = PatchGCN(**arguments)
-        self.stage2 = PatchGCN(**arguments, in_channels=4 if config.get("stage2_context") else 3)
+        order = int(config.get("order", 1))
+        self.stage1 = PatchGCN(**arguments, order=order)
+        self.stage2 = PatchGCN(**arguments, order=int(config.get("stage2_order", order)),
+                               in_channels=4 if config.get("stage2_context") else 3)
 
 
 def with_stage1_context(padded: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ from torch import nn
 from torchvision.ops import sigmoid_focal_loss
 
 from ..data.points import PointAnnotatedImage
+from ..errors import InputError
 from ..metrics.detection import DetectionScores, detection_scores
 from ..models.patch_cnn import PatchCNN, sc_window_maps
 from ..models.patch_detectors import DETECTORS, PatchDetector, smooth
@@ -180,11 +181,30 @@ def fit(network: nn.Module, sampler, loss_fn, validator, args: argparse.Namespac
     return {"steps": state["step"], "best_validation_score": state["best_score"], "history": state["history"]}
 
 
+def graph_orders(args: argparse.Namespace) -> dict[str, int]:
+    """Cascade-GCN's config entries for the Chebyshev orders of ``--order`` and ``--stage2-order``."""
+    orders = {"order": args.order}
+    if args.stage2_order and args.stage2_order != args.order:
+        orders["stage2_order"] = args.stage2_order
+    return orders
+
+
+def reused_stage1(args: argparse.Namespace, config: dict[str, Any]) -> PatchGCN:
+    """Stage 1 of the Cascade-GCN weights ``--stage1-weights``, which must have the architecture asked for."""
+    reused = DETECTORS["Cascade-GCN"].from_weights(args.stage1_weights)
+    for key, default in (("channels", None), ("hidden", None), ("order", 1)):
+        if reused.config.get(key, default) != config.get(key, default):
+            raise InputError(f"--stage1-weights {args.stage1_weights} has {key} {reused.config.get(key, default)}, "
+                             f"this run asks for {config.get(key, default)}")
+    return reused.network.stage1
+
+
 def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage],
                    val_set: list[PointAnnotatedImage], log: Callable[[str], None]) -> tuple[PatchDetector, dict]:
     """Train the chosen model and return it (post-processing tuned) with a record of the run."""
     config = {**BASE_CONFIG[args.model], **({"hidden": args.hidden} if args.hidden else {}),
               **({"stage2_context": True} if args.stage2_context else {}),
+              **(graph_orders(args) if args.model == "Cascade-GCN" else {}),
               "threshold": 0.5, "nms_box": 12, "nms_iou": args.nms_iou,
               "centre_distance": args.centre_distance,
               "loss": "mse" if args.model == "SC-CNN" else args.loss}
@@ -214,6 +234,10 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
                                 lambda raw, windows: F.mse_loss(sc_window_maps(raw, radius), windows),
                                 regression_validator(val_source, [(p, 30 * c) for p, c in pools(val_source)],
                                                      radius, args.seed), args, checkpoint, log)
+    elif args.model == "Cascade-GCN" and args.stage1_weights:
+        model.network.stage1.load_state_dict(reused_stage1(args, config).state_dict())
+        record["stage1"] = {"weights": args.stage1_weights}
+        log(f"stage 1 from {args.stage1_weights}")
     else:
         first = model.network.stage1 if args.model == "Cascade-GCN" else model.network
         record["stage1" if args.model == "Cascade-GCN" else "network"] = fit(
@@ -261,6 +285,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--centre-distance", type=float, default=2.0, help="a patch is positive within this (px)")
     parser.add_argument("--hidden", type=int, help="units of the first dense layer (default: Cascade-GCN 32, "
                         "CP-CNN / SC-CNN 256)")
+    parser.add_argument("--order", type=int, default=1,
+                        help="Cascade-GCN: Chebyshev order of the graph convolutions (each reaches this many px)")
+    parser.add_argument("--stage2-order", type=int,
+                        help="Cascade-GCN: stage 2's Chebyshev order, when it differs from --order")
+    parser.add_argument("--stage1-weights",
+                        help="Cascade-GCN: take stage 1 from these weights (same architecture) and train only stage 2")
     parser.add_argument("--stage2-context", action="store_true",
                         help="Cascade-GCN: stage 2's nodes also carry stage 1's probability (auto-context)")
     parser.add_argument("--stage1-recall", type=float, default=0.98, help="share of nuclei stage 1 must keep")
