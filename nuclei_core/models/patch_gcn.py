@@ -11,6 +11,7 @@ every pixel of an image exactly, by grouping the patch's nodes into the few dist
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,6 +50,16 @@ def neighbour_sum(x: torch.Tensor) -> torch.Tensor:
     return sum(padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy, dx in NEIGHBOURS)
 
 
+def chebyshev_series(x: Any, rescaled: Callable[[Any], Any], count: int) -> list[Any]:
+    """``[T_2(M) x, ..., T_{count+1}(M) x]`` by the Chebyshev recurrence, ``rescaled`` applying M (to a tensor
+    or a matrix)."""
+    previous, current, terms = x, rescaled(x), []
+    for _ in range(count):
+        previous, current = current, 2 * rescaled(current) - previous
+        terms.append(current)
+    return terms
+
+
 class GridGraphConv(nn.Module):
     """A Chebyshev graph convolution of ``order`` K on the patch grid.
 
@@ -77,12 +88,7 @@ class GridGraphConv(nn.Module):
 
     def chebyshev_terms(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``[T_2(L - I) x, ..., T_K(L - I) x]`` (empty for order 1)."""
-        previous, current = x, self.laplacian(x) - x
-        terms = []
-        for _ in self.chebyshev_weights:
-            previous, current = current, 2 * (self.laplacian(current) - current) - previous
-            terms.append(current)
-        return terms
+        return chebyshev_series(x, lambda y: self.laplacian(y) - y, len(self.chebyshev_weights))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.self_weight(x) + self.laplacian_weight(self.laplacian(x))
@@ -118,13 +124,9 @@ class PatchGCN(nn.Module):
 
 def polynomial_basis(order: int, size: int = PATCH) -> list[np.ndarray]:
     """``[I, L, T_2(L - I), ..., T_K(L - I)]`` as (size², size²) matrices: what a layer of ``order`` K weights."""
-    laplacian = grid_laplacian(size)
-    rescaled = laplacian - np.eye(size * size)
-    basis, previous, current = [np.eye(size * size), laplacian], np.eye(size * size), rescaled
-    for _ in range(order - 1):
-        previous, current = current, 2 * rescaled @ current - previous
-        basis.append(current)
-    return basis
+    laplacian, identity = grid_laplacian(size), np.eye(size * size)
+    rescaled = laplacian - identity
+    return [identity, laplacian, *chebyshev_series(identity, lambda m: rescaled @ m, order - 1)]
 
 
 def _key(values: np.ndarray) -> tuple[float, ...]:
@@ -171,10 +173,12 @@ def node_types(order: int = 1, size: int = PATCH) -> NodeTypes:
                 coefficients[r, c, :, j] = basis[:, r * size + c, (r + dy) * size + c + dx]
     stencils: dict[tuple, int] = {}
     type1 = np.zeros((size, size), dtype=int)
+    stencils1: list[np.ndarray] = []
     for r in range(size):
         for c in range(size):
             type1[r, c] = stencils.setdefault(_key(coefficients[r, c]), len(stencils))
-    first_seen = {t: coefficients[r, c] for (r, c), t in reversed(list(np.ndenumerate(type1)))}
+            if type1[r, c] == len(stencils1):
+                stencils1.append(coefficients[r, c])
     layer2: dict[tuple, int] = {}
     type2 = np.zeros((size, size), dtype=int)
     terms: list[list[Term]] = []
@@ -186,7 +190,7 @@ def node_types(order: int = 1, size: int = PATCH) -> NodeTypes:
             type2[r, c] = layer2.setdefault(key, len(layer2))
             if type2[r, c] == len(terms):
                 terms.append(node)
-    return NodeTypes(order, offsets, [first_seen[t] for t in range(len(stencils))], type2, terms)
+    return NodeTypes(order, offsets, stencils1, type2, terms)
 
 
 _TYPES: dict[int, NodeTypes] = {}
