@@ -188,8 +188,12 @@ def test_fine_tuning_on_a_folder_of_own_images_and_label_maps(shared_data, tmp_p
     change = max(float((a - b).abs().max()) for a, b in zip(tuned.network.state_dict().values(),
                                                             shipped.network.state_dict().values())
                  if a.is_floating_point() and a.shape == b.shape and a.ndim == 4)  # convolution kernels
-    assert 0 < change < 0.01  # one small Adam step away from the shipped weights, not a fresh network
-    assert set(json.loads(output.with_suffix(".log.json").read_text())["summary"]["validation"]) == {"own"}
+    log = json.loads(output.with_suffix(".log.json").read_text())
+    assert [record["step"] for record in log["history"]] == [0, 1]  # the starting weights are scored too
+    best = max(log["history"], key=lambda record: record["score"])  # the first of equals, as the trainer keeps
+    assert change < 0.01  # the shipped weights or one small Adam step away from them, not a fresh network
+    assert (change > 0) == (best["step"] == 1)  # kept: the step that scored best
+    assert set(log["summary"]["validation"]) == {"own"}
 
 
 def test_a_label_map_of_the_wrong_size_is_an_input_error(tmp_path):

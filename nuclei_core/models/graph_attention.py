@@ -157,20 +157,22 @@ class GraphAttentionLayer(nn.Module):
         """``features``: (B, C, h, w) per level; ``positions``: (B, 3, h, w) per level."""
         values = [self.value(_channel_norm(self.norm, grid)) for grid in features]
         heads = [v.view(v.shape[0], self.heads, self.head_channels, *v.shape[-2:]) for v in values]
-        # each node's source score, position, and a 1 that marks real (not beyond-the-border) edges
-        carried = [torch.cat([torch.einsum("bhdyx,hd->bhyx", v, self.source_score), p, torch.ones_like(p[:, :1])],
-                             dim=1) for v, p in zip(heads, positions)]
+        # the positional term is linear in the edge's offset (source position minus target position), so it splits
+        # into a term of the source and one of the target: an edge's score is LeakyReLU(source part + target part)
+        placed = [torch.einsum("bpyx,hp->bhyx", p, self.position_score.weight) for p in positions]
+        # each node's source part, and a 1 that marks real (not beyond-the-border) edges
+        carried = [torch.cat([torch.einsum("bhdyx,hd->bhyx", v, self.source_score) + w, torch.ones_like(w[:, :1])],
+                             dim=1) for v, w in zip(heads, placed)]
         updated = []
-        for level, (grid, head, position) in enumerate(zip(features, heads, positions)):
-            sources = torch.stack(incoming(carried, level), dim=2)  # (B, heads + 4, K, h, w)
-            offsets = sources[:, self.heads:self.heads + 3] - position[:, :, None]
-            scores = F.leaky_relu(sources[:, :self.heads]
-                                  + torch.einsum("bhdyx,hd->bhyx", head, self.target_score)[:, :, None]
-                                  + torch.einsum("bpkyx,hp->bhkyx", offsets, self.position_score.weight)
-                                  + self.position_score.bias[None, :, None, None, None], 0.2)
+        for level, (grid, head) in enumerate(zip(features, heads)):
+            sources = torch.stack(incoming(carried, level), dim=2)  # (B, heads + 1, K, h, w)
+            target = (torch.einsum("bhdyx,hd->bhyx", head, self.target_score) - placed[level]
+                      + self.position_score.bias[None, :, None, None])
+            scores = F.leaky_relu(sources[:, :self.heads] + target[:, :, None], 0.2)
             attention = self.dropout(torch.softmax(scores.masked_fill(sources[:, -1:] == 0, -torch.inf), dim=2))
-            messages = sum(value.view_as(head) * attention[:, :, edge, None]
-                           for edge, value in enumerate(incoming(values, level)))
+            messages = torch.zeros_like(head)  # summed in place: no temporary per edge
+            for edge, value in enumerate(incoming(values, level)):
+                messages.addcmul_(value.view_as(head), attention[:, :, edge, None])
             updated.append(grid + self.dropout(self.mix(F.elu(messages.reshape_as(grid)))))
         return updated
 

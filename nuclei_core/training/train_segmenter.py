@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels-dir", help="their instance label maps: same file names, one channel, 0 = background")
     parser.add_argument("--modality", choices=("he", "fluorescence", "brightfield"), default="he",
                         help="of --images-dir (stain jitter applies to he)")
-    parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones) to fine-tune")
+    parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones) to fine-tune; "
+                        "they are scored on validation first and kept if no step beats them")
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--stain-jitter", type=float, default=0.05, help="HED stain augmentation on H&E images")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images per set "
@@ -210,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         model.network.load_state_dict(NucleusSegmenter.from_weights(args.init_weights).network.state_dict())
     sampler = make_sampler(train_sets, weights, args.patch_size, args.batch_size, args.stain_jitter)
     state = train(model.network, sampler, LOSSES[args.loss], make_validator(model, validation),
-                  settings_from(args, device=device, loss_sees_network=True),
+                  settings_from(args, device=device, loss_sees_network=True,
+                                validate_at_start=bool(args.init_weights)),
                   log=lambda line: print(line, flush=True))
     save_best(args, model, state, lambda m: tune_postprocessing(m, validation))
 
