@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from nuclei_core.cli import main as run_cli, tuned_unless_set
-from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, NucleusSegmenter
+from nuclei_core.models.segmenter import NucleusSegmenter, shipped_weights
 
 
 def choose_model(args: argparse.Namespace) -> tuple[type[NucleusSegmenter], Path]:
-    """The segmenter with the shipped weights of the chosen architecture."""
-    return NucleusSegmenter, DEFAULT_WEIGHTS[args.architecture]
+    """The segmenter with the shipped weights of the chosen architecture for the chosen image type."""
+    return NucleusSegmenter, shipped_weights(args.architecture, args.image_modality)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

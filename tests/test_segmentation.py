@@ -13,7 +13,14 @@ from nuclei_core.data.instance_sets import load_instance_folder, load_instance_s
 from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.r2unet import RecurrentConv
-from nuclei_core.models.segmenter import ARCHITECTURES, DEFAULT_CONFIG, DEFAULT_WEIGHTS, NucleusSegmenter
+from nuclei_core.models.segmenter import (
+    ARCHITECTURES,
+    DEFAULT_CONFIG,
+    DEFAULT_WEIGHTS,
+    IMAGE_MODALITIES,
+    NucleusSegmenter,
+    shipped_weights,
+)
 from nuclei_core.postprocess.instances import instance_targets, label_map_to_nuclei, split_instances
 from nuclei_core.training import train_segmenter
 from plugins.__main__ import main as plugins_main
@@ -91,14 +98,17 @@ def test_instance_sets_keep_validation_apart_from_training(shared_data):
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
-def test_shipped_weights_are_fp16_with_tuned_thresholds(architecture):
-    weights = DEFAULT_WEIGHTS[architecture]
+@pytest.mark.parametrize("image_modality", IMAGE_MODALITIES)
+def test_shipped_weights_are_fp16_with_tuned_thresholds(architecture, image_modality):
+    weights = shipped_weights(architecture, image_modality)
     checkpoint = load_checkpoint(weights)
     assert checkpoint["config"]["architecture"] == architecture
     assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
     assert 0 < checkpoint["config"]["foreground_threshold"] < 1
     assert 0 < checkpoint["config"]["marker_threshold"] < 1
     assert weights.with_suffix(".md").is_file(), "every shipped weights file has a model card"
+    arguments = json.loads(weights.with_suffix(".log.json").read_text())["arguments"]
+    assert arguments.get("only_modality") == (["fluorescence"] if image_modality == "fluorescence" else None)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +178,23 @@ def test_training_script_writes_loadable_weights_and_resumes(shared_data, tmp_pa
     assert NucleusSegmenter.from_weights(output).config["nucleus_area_target"] == retuned["nucleus_area_target"]
 
 
+def test_training_on_one_modality_keeps_only_its_images(shared_data, tmp_path, capsys):
+    he_train = [i for i in load_instance_set("dsb2018", "train", shared_data) if i.modality == "he"]
+    output = tmp_path / "he_only.pt"
+    train_segmenter.main(["--architecture", "U-Net", "--dataset", "dsb2018", "--only-modality", "he",
+                          "--val-images", "2", "--steps", "1", "--eval-every", "1", "--batch-size", "2",
+                          "--patch-size", "64", "--output", str(output)])
+    assert f"train images dsb2018 {len(he_train)}\n" in capsys.readouterr().out
+    assert 0 < len(he_train) < 600  # DSB2018's H&E-like images, not all of its training images
+    assert json.loads(output.with_suffix(".log.json").read_text())["arguments"]["only_modality"] == ["he"]
+    with pytest.raises(SystemExit) as refused:
+        train_segmenter.main(["--dataset", "monuseg", "--only-modality", "fluorescence", "--output",
+                              str(tmp_path / "none.pt")])
+    assert refused.value.code == 2
+    assert "no validation images of --only-modality fluorescence in monuseg" in capsys.readouterr().err
+    assert not (tmp_path / "none.pt").exists()
+
+
 def test_fine_tuning_on_a_folder_of_own_images_and_label_maps(shared_data, tmp_path):
     from PIL import Image
 
@@ -232,6 +259,24 @@ def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
     features = json.loads(geojson.read_text())["features"]
     assert len(features) == len(elements) and features[0]["geometry"]["type"] == "Polygon"
     assert {"Area µm^2", "Perimeter µm", "Eccentricity", "Circularity"} <= set(features[0]["properties"]["measurements"])
+
+
+def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path):
+    from PIL import Image
+
+    item = next(i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence")
+    image = tmp_path / "cells.png"
+    Image.fromarray(item.image).save(image)
+    true_count = len(np.unique(item.labels)) - 1
+    versions = {}
+    for modality in IMAGE_MODALITIES:
+        out = tmp_path / f"{modality}.anot"
+        assert plugins_main(["R2UNetSegmentation", str(image), str(out), "--input_mag", "40", "--min_fgnd_frac", "0",
+                             "--architecture", "U-Net", "--image_modality", modality]) == 0
+        document = json.loads(out.read_text())
+        versions[modality] = document["attributes"]["weights_version"]
+        assert abs(len(document["elements"]) - true_count) <= 0.3 * true_count + 3  # about the true nuclei
+    assert versions == {"brightfield": "unet_nuclei", "fluorescence": "unet_fluorescence"}
 
 
 def test_cli_refuses_an_out_of_range_threshold(sample_svs, tmp_path, capsys):

@@ -3,6 +3,7 @@ network: foreground + marker maps, watershed, contours."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -20,6 +21,9 @@ ARCHITECTURES = ("R2U-Net", "U-Net")  # the R2UNetSegmentation CLI's choices
 GRAPH_ATTENTION = "MM-GAT"  # the GraphAttentionSegmentation CLI's network
 DEFAULT_WEIGHTS = {"R2U-Net": WEIGHTS_DIR / "r2unet_nuclei.pt", "U-Net": WEIGHTS_DIR / "unet_nuclei.pt",
                    GRAPH_ATTENTION: WEIGHTS_DIR / "mmgat_bce_nuclei.pt"}
+IMAGE_MODALITIES = ("brightfield", "fluorescence")  # the R2UNetSegmentation CLI's image types (H&E is brightfield)
+FLUORESCENCE_WEIGHTS = {"R2U-Net": WEIGHTS_DIR / "r2unet_fluorescence.pt",
+                        "U-Net": WEIGHTS_DIR / "unet_fluorescence.pt"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "architecture": "R2U-Net",
@@ -44,6 +48,12 @@ def default_config(architecture: str) -> dict[str, Any]:
     """The untrained settings of a segmenter architecture."""
     return dict(GRAPH_ATTENTION_CONFIG) if architecture == GRAPH_ATTENTION else {**DEFAULT_CONFIG,
                                                                                   "architecture": architecture}
+
+
+def shipped_weights(architecture: str, image_modality: str = "brightfield") -> Path:
+    """The shipped weights of an R2U-Net / U-Net for images of this modality: the fluorescence specialists for
+    fluorescence, else the weights trained on H&E, brightfield and fluorescence together."""
+    return FLUORESCENCE_WEIGHTS[architecture] if image_modality == "fluorescence" else DEFAULT_WEIGHTS[architecture]
 
 
 class NucleusSegmenter(NucleusModel):

@@ -10,6 +10,9 @@ The shipped weights (their model cards give the exact commands)::
         --output nuclei_core/models/weights/unet_nuclei.pt
     python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce \
         --output nuclei_core/models/weights/mmgat_bce_nuclei.pt
+    python -m nuclei_core.training.train_segmenter --architecture R2U-Net --dataset dsb2018 \
+        --only-modality fluorescence --init-weights nuclei_core/models/weights/r2unet_nuclei.pt \
+        --learning-rate 3e-4 --steps 3000 --output nuclei_core/models/weights/r2unet_fluorescence.pt
 
 Fine-tune on your own images and instance label maps (same file names)::
 
@@ -168,6 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--labels-dir", help="their instance label maps: same file names, one channel, 0 = background")
     parser.add_argument("--modality", choices=("he", "fluorescence", "brightfield"), default="he",
                         help="of --images-dir (stain jitter applies to he)")
+    parser.add_argument("--only-modality", action="append", choices=("he", "fluorescence", "brightfield"),
+                        help="train and validate only on images of this modality (repeat for several; DSB2018 images "
+                             "carry the rule-based modality of its metadata, MoNuSeg and CoNSeP are he): e.g. a "
+                             "fluorescence-only model with --dataset dsb2018 --only-modality fluorescence")
     parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones) to fine-tune; "
                         "they are scored on validation first and kept if no step beats them")
     parser.add_argument("--patch-size", type=int, default=128)
@@ -187,9 +194,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--loss balanced-focal needs --architecture {GRAPH_ATTENTION}")
 
     def load(name: str, split: str) -> list[InstanceAnnotatedImage]:
-        if args.images_dir:
-            return load_instance_folder(args.images_dir, args.labels_dir, args.modality, split)
-        return load_instance_set(name, split)
+        items = (load_instance_folder(args.images_dir, args.labels_dir, args.modality, split) if args.images_dir
+                 else load_instance_set(name, split))
+        return [i for i in items if i.modality in args.only_modality] if args.only_modality else items
 
     names = ["own"] if args.images_dir else args.dataset or list(INSTANCE_SETS)
     weights = args.dataset_weight or [2.0 if n == "dsb2018" else 1.0 for n in names]
@@ -197,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give one --dataset-weight per --dataset")
     limit = (lambda items, n: items[:n] if n else items)
     validation = {n: limit(load(n, "val"), args.val_images) for n in names}
+    if not all(validation.values()):
+        parser.error("no validation images of --only-modality " + " / ".join(args.only_modality) + " in "
+                     + ", ".join(n for n, items in validation.items() if not items))
     device = str(resolve_device(args.device))
     if args.retune:
         retune_saved(args.output, NucleusSegmenter.from_weights(args.output, device),

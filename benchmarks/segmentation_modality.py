@@ -1,0 +1,54 @@
+"""One R2U-Net / U-Net for every image type vs one per modality, on DSB2018 ``stage1_test``.
+
+"one model": the weights trained on H&E, brightfield and fluorescence together (``--image_modality brightfield``,
+the default) on all 65 images. "per modality": the fluorescence weights (fine-tuned on DSB2018's fluorescence
+training images alone, ``--image_modality fluorescence``) on the fluorescence images, the first weights on the
+rest, as a user picks the image type of each image; the modality is the rule-based one of the dataset's metadata.
+Post-processing and rescaling as tuned on each weights' own validation images; figures as in
+``benchmarks/segmentation.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.report import table, write_result  # noqa: E402
+from benchmarks.segmentation import MODALITY_GROUPS, SMALL_NUCLEUS_AREA, image_scores, summarise  # noqa: E402
+from benchmarks.slide_speed import accuracy_and_speed_parser  # noqa: E402
+from nuclei_core.data.instance_sets import load_instance_set  # noqa: E402
+from nuclei_core.models.segmenter import ARCHITECTURES, IMAGE_MODALITIES, NucleusSegmenter, shipped_weights  # noqa: E402
+
+TARGETS = "Targets (issue 5) on DSB2018: Dice >= 0.92 and mean AP (IoU 0.5:0.95) >= 0.55."
+
+
+def main() -> None:
+    args = accuracy_and_speed_parser(__doc__).parse_args()
+    items = load_instance_set("dsb2018", "test", args.data)
+    rows, by_modality, versions = [], [], {}
+    for architecture in ARCHITECTURES:
+        models = {m: NucleusSegmenter.from_weights(shipped_weights(architecture, m), args.device)
+                  for m in IMAGE_MODALITIES}
+        versions.update({f"{architecture}, {m}": model.weights_version for m, model in models.items()})
+        single = [image_scores(models["brightfield"], item) for item in items]
+        routed = [image_scores(models["fluorescence"], item) if item.modality == "fluorescence" else scores
+                  for item, scores in zip(items, single)]
+        for setting, scores in (("one model", single), ("per modality", routed)):
+            rows.append({"network": architecture, "weights": setting, **summarise(scores)})
+            by_modality += [{"modality": group, "network": architecture, "weights": setting,
+                             **summarise([s for s in scores if s["modality"] == group])}
+                            for group in MODALITY_GROUPS[:2]]
+    body = (f"## DSB2018 stage1_test (65 unseen images), whole images\n\n{table(rows)}\n\n{TARGETS}\n\n"
+            f"### Fluorescence images only (split at a median true nucleus area of {SMALL_NUCLEUS_AREA} px; the "
+            f"other images get the same weights either way)\n\n{table(by_modality)}\n\n"
+            f"Weights: {', '.join(f'{k}: `{v}`' for k, v in versions.items())}.\n")
+    print(write_result("segmentation_modality", "Nucleus segmentation: one model vs one per image modality", body,
+                       {"summary": rows, "fluorescence": by_modality, "weights": versions}))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
