@@ -20,6 +20,7 @@ from ..errors import InputError
 from .public_sets import SHARED_DATA, TILE_SETS, check_request, held_out_names, tile_set_names
 
 INSTANCE_SETS = ("dsb2018", "monuseg", "consep")
+MODALITIES = ("he", "fluorescence", "brightfield")  # what InstanceAnnotatedImage.modality may be
 DSB_VALIDATION_IMAGES = 60
 
 

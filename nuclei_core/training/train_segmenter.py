@@ -31,7 +31,13 @@ import torch
 from torch import nn
 
 from ..data.augment import colour_jitter, random_dihedral, stain_jitter
-from ..data.instance_sets import INSTANCE_SETS, InstanceAnnotatedImage, load_instance_folder, load_instance_set
+from ..data.instance_sets import (
+    INSTANCE_SETS,
+    MODALITIES,
+    InstanceAnnotatedImage,
+    load_instance_folder,
+    load_instance_set,
+)
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
 from ..models.segmenter import ARCHITECTURES, GRAPH_ATTENTION, NucleusSegmenter, default_config
@@ -169,9 +175,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="share of patches drawn from each --dataset, in order (default 2:1:1 DSB:MoNuSeg:CoNSeP)")
     parser.add_argument("--images-dir", help="your own images (replaces --dataset; a seeded 90/10 train/val split)")
     parser.add_argument("--labels-dir", help="their instance label maps: same file names, one channel, 0 = background")
-    parser.add_argument("--modality", choices=("he", "fluorescence", "brightfield"), default="he",
+    parser.add_argument("--modality", choices=MODALITIES, default="he",
                         help="of --images-dir (stain jitter applies to he)")
-    parser.add_argument("--only-modality", action="append", choices=("he", "fluorescence", "brightfield"),
+    parser.add_argument("--only-modality", action="append", choices=MODALITIES,
                         help="train and validate only on images of this modality (repeat for several; DSB2018 images "
                              "carry the rule-based modality of its metadata, MoNuSeg and CoNSeP are he): e.g. a "
                              "fluorescence-only model with --dataset dsb2018 --only-modality fluorescence")
@@ -204,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give one --dataset-weight per --dataset")
     limit = (lambda items, n: items[:n] if n else items)
     validation = {n: limit(load(n, "val"), args.val_images) for n in names}
-    if not all(validation.values()):
+    if args.only_modality and not all(validation.values()):
         parser.error("no validation images of --only-modality " + " / ".join(args.only_modality) + " in "
                      + ", ".join(n for n, items in validation.items() if not items))
     device = str(resolve_device(args.device))
