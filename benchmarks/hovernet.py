@@ -55,9 +55,10 @@ def score(model: HoVerNet, items: list) -> dict:
             "R²": r2["r2"], **{f"PQ {model.class_names[c - 1]}": v for c, v in mpq["per_class"].items()}}
 
 
-def variants(configs: dict[str, dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
+def variants(configs: dict[str, dict[str, Any]], flip_averaged: bool = True) -> dict[str, tuple[str, dict[str, Any]]]:
     """Each network (by its stored config) as shipped (in its inference window), on whole tiles (the fastest) where
-    it has a window, and flip averaged: label -> (network, settings that replace the stored ones)."""
+    it has a window, and flip averaged unless ``flip_averaged`` is false: label -> (network, settings that replace
+    the stored ones)."""
     chosen = {}
     for name, config in configs.items():
         window = config.get("inference_window")
@@ -65,7 +66,8 @@ def variants(configs: dict[str, dict[str, Any]]) -> dict[str, tuple[str, dict[st
         chosen[shipped] = (name, {})
         if window:
             chosen[f"{name}, whole tiles"] = (name, {"inference_window": 0})
-        chosen[f"{shipped}, flip averaged"] = (name, {"flip_averaging": True})
+        if flip_averaged:
+            chosen[f"{shipped}, flip averaged"] = (name, {"flip_averaging": True})
     return chosen
 
 
@@ -77,9 +79,12 @@ def cli_arguments(network: str, settings: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     parser = accuracy_and_speed_parser(__doc__)
+    parser.add_argument("--no-flip-averaging", action="store_true",
+                        help="leave out the flip-averaged rows (about 4x the time of the others)")
     args = parser.parse_args()
     test = load_typed_consep("test", args.data)
-    runs = variants({name: load_checkpoint(path)["config"] for name, path in DEFAULT_WEIGHTS.items()})
+    runs = variants({name: load_checkpoint(path)["config"] for name, path in DEFAULT_WEIGHTS.items()},
+                    flip_averaged=not args.no_flip_averaging)
     rows, configs = [], {}
     for label, (network, settings) in runs.items():
         model = HoVerNet.from_weights(DEFAULT_WEIGHTS[network], args.device, **settings)
