@@ -26,7 +26,7 @@ TARGETS = "Targets (issue 5) on DSB2018: Dice >= 0.92 and mean AP (IoU 0.5:0.95)
 
 
 def main() -> None:
-    args = accuracy_and_speed_parser(__doc__).parse_args()
+    args = accuracy_and_speed_parser(__doc__, slide=False).parse_args()
     items = load_instance_set("dsb2018", "test", args.data)
     rows, by_modality, versions = [], [], {}
     for architecture in ARCHITECTURES:

@@ -80,12 +80,13 @@ def cli_variant_rows(slide_path: str, cli: str | dict[str, str], variants: dict[
     return rows
 
 
-def accuracy_and_speed_parser(doc: str) -> argparse.ArgumentParser:
-    """The arguments of a benchmark that scores test images and times a CLI on a slide: --data, --slide,
-    --device."""
+def accuracy_and_speed_parser(doc: str, slide: bool = True) -> argparse.ArgumentParser:
+    """The arguments of a benchmark that scores test images and (with ``slide``) times a CLI on a slide: --data,
+    --slide, --device."""
     parser = argparse.ArgumentParser(description=doc.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
-    parser.add_argument("--slide", default=str(SAMPLE), help="the slide the CLI is timed on")
+    if slide:
+        parser.add_argument("--slide", default=str(SAMPLE), help="the slide the CLI is timed on")
     parser.add_argument("--device", default="cpu")
     return parser
 

@@ -49,6 +49,20 @@ def test_ideal_maps_split_touching_nuclei_exactly():
         assert overlap.max() / union > 0.95
 
 
+def test_how_a_pair_is_split_does_not_depend_on_the_rest_of_the_tile():
+    """A faint pair of distance maps splits the same with or without a sharper pair elsewhere in the tile (a
+    per-tile scaling of the gradients, as in HoVer-Net's code, lets the sharper pair move the borders)."""
+    left = discs(shape=(120, 280))
+    right = discs(shape=(120, 280), centres=((40, 190), (40, 214)), radius=12)
+    faint = distance_targets(left) * 0.3
+    alone = hover_instances((left > 0).astype(float), *faint)
+    both = np.where(right > 0, right + 3, left)
+    beside = hover_instances((both > 0).astype(float), *np.where(right > 0, distance_targets(right), faint))
+    assert alone.max() == 3 and beside.max() == 5
+    pairs = np.unique(np.stack([alone[:, :150].ravel(), beside[:, :150].ravel()]), axis=1)
+    assert pairs.shape[1] == len(np.unique(alone[:, :150])) == len(np.unique(beside[:, :150]))
+
+
 def test_without_distance_information_touching_nuclei_stay_one():
     labels = discs()
     flat = np.zeros(labels.shape)
@@ -159,6 +173,19 @@ def test_training_smoke_run_writes_weights_that_load(shared_data, tmp_path):
     assert [r["step"] for r in log["history"]] == [1, 2] and {"pq", "mpq"} <= set(log["history"][0])
 
 
+def test_a_run_from_given_weights_validates_with_their_tuned_thresholds(tmp_path):
+    from nuclei_core.training.train_hovernet import start_from
+
+    tuned = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16], "foreground_threshold": 0.4, "edge_threshold": 0.7})
+    tuned.save(tmp_path / "tuned.pt", version="tuned")
+    model = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16]})
+    start_from(model, str(tmp_path / "tuned.pt"))
+    assert (model.config["foreground_threshold"], model.config["edge_threshold"]) == (0.4, 0.7)
+    loaded = model.network.state_dict()
+    for name, value in tuned.network.state_dict().items():  # the weights file is fp16
+        torch.testing.assert_close(loaded[name], value.half().float() if value.is_floating_point() else value)
+
+
 def test_distance_targets_follow_a_rotated_crop():
     """The sampler computes the targets after rotating: the horizontal map of a rotated nucleus is the
     rotated vertical map (with its sign), not the rotated horizontal one."""
@@ -249,6 +276,35 @@ def test_class_loss_leaves_out_images_without_classes():
     untyped[0, 3] = UNTYPED
     assert torch.isfinite(loss(output, untyped))
 
+
+
+def _typed_image(name: str, centres: list[tuple[int, int, int]], size: int = 200):
+    from nuclei_core.data.instance_sets import InstanceAnnotatedImage
+
+    labels, types = np.zeros((size, size), np.uint16), np.zeros((size, size), np.int16)
+    for number, (row, col, nucleus_class) in enumerate(centres, start=1):
+        labels[disk((row, col), 5, shape=labels.shape)] = number
+        types[labels == number] = nucleus_class
+    image = np.where(labels[..., None] > 0, 60, 220).astype(np.uint8).repeat(3, axis=-1)
+    return InstanceAnnotatedImage(name, image, labels, "he", types)
+
+
+def test_class_balanced_crops_show_a_rare_class_as_often_as_a_common_one():
+    """One 'rare' (class 1) nucleus in a corner among 25 common (class 3) ones: crops at random rarely hold it,
+    class-balanced crops hold it in about half of the crops that are placed by class."""
+    from nuclei_core.training.train_hovernet import make_sampler, nucleus_centres_by_class
+
+    common = [(row, col, 3) for row in range(60, 200, 28) for col in range(60, 200, 28)]
+    item = _typed_image("mixed", [(12, 12, 1), *common])
+    centres = nucleus_centres_by_class([item])
+    assert sorted(centres) == [1, 3] and len(centres[1]) == 1 and len(centres[3]) == 25
+    np.testing.assert_array_equal(centres[1][0], [0, 12, 12])
+
+    def rare_share(fraction: float) -> float:
+        _, targets = make_sampler([item], 48, 64, 0.0, 0.2, class_balanced=fraction)(np.random.default_rng(0))
+        return float((targets[:, 3] == 1).flatten(1).any(1).float().mean())
+
+    assert rare_share(0.0) < 0.15 and 0.35 < rare_share(1.0)
 
 
 def test_weights_whose_window_leaves_no_core_are_a_one_line_error(sample_svs, tmp_path, capfd):

@@ -105,3 +105,19 @@ def test_rescaled_crop_resizes_image_and_labels_together():
     assert min(sizes) < 20 < max(sizes), "the nucleus appears smaller and larger than it is"
     unscaled = rescaled_crop(np.random.default_rng(4), 64, 0.0, image, labels)
     assert unscaled[0].shape == (64, 64, 3) and set(np.unique(unscaled[1])) <= {0, 7}
+
+
+def test_rescaled_crop_around_a_pixel_holds_it_even_at_the_image_edge():
+    image = np.zeros((100, 120, 3), np.uint8)
+    labels = np.zeros((100, 120), np.int32)
+    rng = np.random.default_rng(5)
+    for row, col in [(50, 60), (2, 3), (97, 118)]:
+        labels[:] = 0
+        labels[row, col] = 1
+        for _ in range(10):
+            _, crop_labels = rescaled_crop(rng, 32, 0.0, image, labels, around=(row, col))
+            assert crop_labels.sum() == 1, "the pixel is inside the crop"
+    labels[:] = 0
+    labels[50, 60] = 1
+    rows = [np.argwhere(rescaled_crop(rng, 32, 0.0, image, labels, around=(50, 60))[1])[0, 0] for _ in range(30)]
+    assert 8 <= min(rows) and max(rows) <= 24 and len(set(rows)) > 3, "in the middle half, at varying places"

@@ -57,14 +57,24 @@ def hsv_jitter(rng: np.random.Generator, image: np.ndarray, hue: float = 0.02, s
     return cv2.cvtColor(np.clip(np.rint(hsv), 0, 255).astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
 
 
+def _window_start(rng: np.random.Generator, length: int, side: int, around: int | None) -> int:
+    """A random start of a ``side`` window in ``length`` pixels; with ``around``, one that puts that pixel in the
+    window's middle half."""
+    if around is None:
+        return int(rng.integers(length - side + 1))
+    start = around - side // 2 + int(rng.integers(-(side // 4), side // 4 + 1))
+    return int(np.clip(start, 0, length - side))
+
+
 def rescaled_crop(rng: np.random.Generator, patch: int, scale_range: float, image: np.ndarray,
-                  *label_maps: np.ndarray) -> list[np.ndarray]:
+                  *label_maps: np.ndarray, around: tuple[int, int] | None = None) -> list[np.ndarray]:
     """A random ``patch`` x ``patch`` crop of the image and its label maps at a random scale in 1 +- ``scale_range``
-    (a window of ``patch / scale`` pixels resized to ``patch``: linear for the image, nearest for the labels)."""
+    (a window of ``patch / scale`` pixels resized to ``patch``: linear for the image, nearest for the labels);
+    ``around`` (row, column): a window holding that pixel in its middle half (clipped at the image's edges)."""
     scale = 1.0 + rng.uniform(-scale_range, scale_range) if scale_range else 1.0
     side = min(round(patch / scale), *image.shape[:2])
-    top = int(rng.integers(image.shape[0] - side + 1))
-    left = int(rng.integers(image.shape[1] - side + 1))
+    top, left = (_window_start(rng, image.shape[axis], side, None if around is None else around[axis])
+                 for axis in (0, 1))
     window = (slice(top, top + side), slice(left, left + side))
     if side == patch:
         return [image[window], *(labels[window] for labels in label_maps)]

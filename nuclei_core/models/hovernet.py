@@ -27,7 +27,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "widths": [24, 48, 96, 192],
     "attention": True,
     "foreground_threshold": 0.5,
-    "edge_threshold": 0.4,
+    "edge_threshold": 0.6,
     "min_area": 10,
     "inference_window": 0,  # run tiles as windows of this side (0: whole); the attention pools over its input
     "flip_averaging": False,

@@ -13,6 +13,10 @@ from scipy import ndimage
 from skimage.segmentation import relabel_sequential, watershed
 
 SOBEL_SIZE = 21  # HoVer-Net's kernel: gradients over about a nucleus radius at 40x
+# the Sobel kernel's response to a slope of 1 per pixel, so that gradients come out in distance per pixel
+SOBEL_GAIN = float(cv2.Sobel(np.tile(np.arange(2 * SOBEL_SIZE, dtype=np.float32), (2 * SOBEL_SIZE, 1)), cv2.CV_32F,
+                             1, 0, ksize=SOBEL_SIZE)[SOBEL_SIZE, SOBEL_SIZE])
+EDGE_RADIUS = 8.0  # px: inside a nucleus of this radius (16 px across at 40x) the edge map is 0
 
 
 def distance_targets(labels: np.ndarray) -> np.ndarray:
@@ -36,32 +40,33 @@ def distance_targets(labels: np.ndarray) -> np.ndarray:
 
 
 def hover_instances(foreground: np.ndarray, horizontal: np.ndarray, vertical: np.ndarray,
-                    foreground_threshold: float = 0.5, edge_threshold: float = 0.4, min_area: int = 10) -> np.ndarray:
+                    foreground_threshold: float = 0.5, edge_threshold: float = 0.6, min_area: int = 10) -> np.ndarray:
     """Instance label map (int32, 0 = background) from the nuclear-pixel probability and the distance maps.
 
-    Where the distance maps fall sharply (signed Sobel gradients, scaled per tile) lie the borders between nuclei;
-    the foreground away from them gives one marker per nucleus, which seeds a watershed over the smoothed
-    edge map inside the foreground. Instances under ``min_area`` px are dropped.
+    Where the distance maps fall (signed Sobel gradients) lie the borders between nuclei: the edge map is
+    0.5 - slope x ``EDGE_RADIUS`` clipped to [0, 1], the slope being the rise of the maps per pixel (in units of
+    the whole -1..1 range), so 0 inside a nucleus of ``EDGE_RADIUS`` px, 0.5 where the maps are flat and 1 where
+    they fall steeply. Unlike HoVer-Net's per-tile min-max scaling, this keeps a threshold's meaning the same on
+    every tile, whatever else the tile holds. The foreground below ``edge_threshold`` gives one marker per
+    nucleus, which seeds a watershed over the smoothed edge map inside the foreground. Instances under
+    ``min_area`` px are dropped.
     """
     mask = foreground > foreground_threshold
     mask = ndimage.binary_fill_holes(mask)
-    mask_labels, count = ndimage.label(mask)
-    if count == 0:
+    if not mask.any():
         return np.zeros(mask.shape, np.int32)
     edges = []
     for distance, dx, dy in ((horizontal, 1, 0), (vertical, 0, 1)):
-        # inside a nucleus a distance map rises steadily; between two it falls from +1 to -1: the most
-        # negative gradients are the borders
-        normalised = cv2.normalize(distance.astype(np.float32), None, 0, 1, cv2.NORM_MINMAX)
-        gradient = cv2.Sobel(normalised, cv2.CV_32F, dx, dy, ksize=SOBEL_SIZE)
-        edges.append(1 - cv2.normalize(gradient, None, 0, 1, cv2.NORM_MINMAX))
+        # inside a nucleus a distance map rises steadily; between two it falls from +1 to -1
+        rise = cv2.Sobel((distance.astype(np.float32) + 1) / 2, cv2.CV_32F, dx, dy, ksize=SOBEL_SIZE) / SOBEL_GAIN
+        edges.append(np.clip(0.5 - rise * EDGE_RADIUS, 0, 1))
     edge = np.maximum(*edges) * mask
     markers = mask & (edge < edge_threshold)
     markers = ndimage.binary_opening(markers, structure=np.ones((3, 3)))
     seeds, _ = ndimage.label(markers)
     landscape = cv2.GaussianBlur(edge.astype(np.float32), (3, 3), 0)
     labels = watershed(landscape, seeds, mask=mask)
-    orphans, orphan_count = ndimage.label(mask & (labels == 0))  # a foreground part without a marker
+    orphans, _ = ndimage.label(mask & (labels == 0))  # a foreground part without a marker
     labels = np.where(orphans > 0, orphans + labels.max(), labels).astype(np.int32)
     areas = np.bincount(labels.ravel())
     small = areas < min_area

@@ -22,6 +22,7 @@ import itertools
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch import nn
 
 from ..data.augment import colour_jitter, hsv_jitter, random_dihedral, rescaled_crop, stain_jitter
@@ -35,22 +36,48 @@ from .trainer import train
 
 UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
-EDGE_THRESHOLDS = (0.3, 0.4, 0.5)
+EDGE_THRESHOLDS = (0.55, 0.6, 0.65, 0.7)
 INFERENCE_WINDOWS = (0, 512, 256)  # 0: whole tiles at once
+TUNED_THRESHOLDS = ("foreground_threshold", "edge_threshold")  # what a run from --init-weights validates with
+
+
+def nucleus_centres_by_class(items: list[InstanceAnnotatedImage]) -> dict[int, np.ndarray]:
+    """For each class present in the typed images, (N, 3) rows of (image index, row, column): the centre of
+    mass of each of its nuclei."""
+    centres: dict[int, list] = {}
+    for index, item in enumerate(items):
+        if item.types is None:
+            continue
+        ids = np.unique(item.labels[item.labels > 0])
+        classes = ndimage.maximum(item.types, item.labels, ids)
+        for nucleus_class, (row, col) in zip(classes, ndimage.center_of_mass(item.labels > 0, item.labels, ids)):
+            if nucleus_class > 0:
+                centres.setdefault(int(nucleus_class), []).append((index, round(row), round(col)))
+    return {k: np.array(v, np.int64) for k, v in sorted(centres.items())}
 
 
 def make_sampler(items: list[InstanceAnnotatedImage], patch: int, batch_size: int, stain_strength: float,
-                 scale_range: float = 0.0, hsv_strength: float = 0.0):
+                 scale_range: float = 0.0, hsv_strength: float = 0.0, class_balanced: float = 0.0):
     """A seeded sampler of augmented crops and their targets stacked as (B, 4, H, W): nuclear pixel, horizontal
     and vertical distance (computed after the rescaling and the flip/rotation, so they stay right), class
-    (``UNTYPED`` everywhere for images without classes)."""
+    (``UNTYPED`` everywhere for images without classes).
+
+    ``class_balanced``: the fraction of crops placed around a nucleus of a class drawn uniformly (so rare classes
+    are seen as often as common ones); the rest are placed at random in a random image."""
+    centres = nucleus_centres_by_class(items) if class_balanced else {}
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = [], []
         for _ in range(batch_size):
-            item = items[int(rng.integers(len(items)))]
+            around = None
+            if centres and rng.random() < class_balanced:
+                pool = list(centres.values())[int(rng.integers(len(centres)))]
+                index, row, col = pool[int(rng.integers(len(pool)))]
+                item, around = items[index], (int(row), int(col))
+            else:
+                item = items[int(rng.integers(len(items)))]
             types = item.types if item.types is not None else np.full(item.labels.shape, UNTYPED, np.int16)
-            crop = rescaled_crop(rng, patch, scale_range, item.image, item.labels, types)
+            crop = rescaled_crop(rng, patch, scale_range, item.image, item.labels, types, around=around)
             image, labels, types = random_dihedral(rng, *crop)
             if stain_strength:
                 image = stain_jitter(rng, image, stain_strength)
@@ -122,6 +149,14 @@ def make_validator(model: HoVerNet, items: list[InstanceAnnotatedImage]):
     return validate
 
 
+def start_from(model: HoVerNet, path: str) -> None:
+    """Load the network of the weights at ``path`` into ``model``, with their tuned thresholds (so validation
+    during a run from them scores the starting point as it was tuned)."""
+    start = HoVerNet.from_weights(path)
+    model.network.load_state_dict(start.network.state_dict())
+    model.config.update({key: start.config[key] for key in TUNED_THRESHOLDS})
+
+
 def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dict:
     """The inference window and (foreground, edge) thresholds with the best validation score, and that score."""
     best = None
@@ -154,11 +189,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale-jitter", type=float, default=0.2, help="crops rescaled by 1 +- this (0: none)")
     parser.add_argument("--hsv-jitter", type=float, default=0.1, help="saturation and value scaled by 1 +- this, "
                                                                       "hue shifted by a fifth of it (0: none)")
+    parser.add_argument("--class-balanced-crops", type=float, default=0.0,
+                        help="fraction of crops placed around a nucleus of a class drawn uniformly (0: all crops at "
+                             "random; raises the rare classes, e.g. CoNSeP's 'other')")
     parser.add_argument("--untyped-set", action="append", choices=("monuseg", "none"), default=None,
                         help="also train the nuclear pixel and distance branches on this set's training images (no "
                              "classes; repeatable; default monuseg: many organs and scanners); --untyped-set none: "
                              "CoNSeP only")
-    parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones)")
+    parser.add_argument("--init-weights", help="start from these weights (e.g. the shipped ones); validation during "
+                                               "training uses their tuned thresholds")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images (smoke runs)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
     parser.add_argument("--retune", action="store_true", help="only re-tune the post-processing thresholds of the "
@@ -182,11 +221,11 @@ def main(argv: list[str] | None = None) -> None:
     model = HoVerNet({**DEFAULT_CONFIG, "widths": args.widths, "attention": not args.plain,
                       "inference_window": args.inference_window}, device=device)
     if args.init_weights:
-        model.network.load_state_dict(HoVerNet.from_weights(args.init_weights).network.state_dict())
+        start_from(model, args.init_weights)
     if len(args.class_weights) != len(model.class_names) + 1:
         parser.error(f"give {len(model.class_names) + 1} --class-weights (background first)")
     sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter, args.scale_jitter,
-                           args.hsv_jitter)
+                           args.hsv_jitter, args.class_balanced_crops)
     state = train(model.network, sampler, make_loss(args.class_weights), make_validator(model, val_set),
                   settings_from(args, device=device, schedule="step", validate_at_start=bool(args.init_weights)),
                   log=lambda line: print(line, flush=True))
