@@ -10,7 +10,7 @@ import pytest
 import torch
 from skimage.draw import disk
 
-from nuclei_core.errors import WeightsError
+from nuclei_core.errors import InputError, WeightsError
 from nuclei_core.models.base import windowed_outputs
 from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, SqueezeExcitation
 from nuclei_core.models.hovernet import DEFAULT_CONFIG, HAEMATOXYLIN, PROBABILITY, HoVerNet
@@ -184,6 +184,20 @@ def test_a_run_from_given_weights_validates_with_their_tuned_thresholds(tmp_path
     loaded = model.network.state_dict()
     for name, value in tuned.network.state_dict().items():  # the weights file is fp16
         torch.testing.assert_close(loaded[name], value.half().float() if value.is_floating_point() else value)
+    plain = HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16], "attention": False})
+    with pytest.raises(InputError, match="has attention True, this run asks for False"):
+        start_from(plain, str(tmp_path / "tuned.pt"))
+
+
+def test_a_class_balanced_share_outside_0_to_1_is_a_one_line_error(tmp_path, capsys):
+    from nuclei_core.training.train_hovernet import main as train_main
+
+    output = tmp_path / "never.pt"
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--class-balanced-crops", "1.5", "--output", str(output)])
+    assert stop.value.code == 2 and not output.exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--class-balanced-crops is a fraction of the "
+                                                                      "crops: give 0 to 1")
 
 
 def test_distance_targets_follow_a_rotated_crop():

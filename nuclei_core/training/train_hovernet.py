@@ -27,6 +27,7 @@ from torch import nn
 
 from ..data.augment import colour_jitter, hsv_jitter, random_dihedral, rescaled_crop, stain_jitter
 from ..data.instance_sets import InstanceAnnotatedImage, load_instance_set, load_typed_consep
+from ..errors import InputError
 from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
@@ -39,6 +40,7 @@ FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 EDGE_THRESHOLDS = (0.55, 0.6, 0.65, 0.7)
 INFERENCE_WINDOWS = (0, 512, 256)  # 0: whole tiles at once
 TUNED_THRESHOLDS = ("foreground_threshold", "edge_threshold")  # what a run from --init-weights validates with
+ARCHITECTURE_KEYS = ("attention", "widths", "class_names")  # what --init-weights must share with the run
 
 
 def nucleus_centres_by_class(items: list[InstanceAnnotatedImage]) -> dict[int, np.ndarray]:
@@ -64,14 +66,14 @@ def make_sampler(items: list[InstanceAnnotatedImage], patch: int, batch_size: in
 
     ``class_balanced``: the fraction of crops placed around a nucleus of a class drawn uniformly (so rare classes
     are seen as often as common ones); the rest are placed at random in a random image."""
-    centres = nucleus_centres_by_class(items) if class_balanced else {}
+    pools = list(nucleus_centres_by_class(items).values()) if class_balanced else []
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = [], []
         for _ in range(batch_size):
             around = None
-            if centres and rng.random() < class_balanced:
-                pool = list(centres.values())[int(rng.integers(len(centres)))]
+            if pools and rng.random() < class_balanced:
+                pool = pools[int(rng.integers(len(pools)))]
                 index, row, col = pool[int(rng.integers(len(pool)))]
                 item, around = items[index], (int(row), int(col))
             else:
@@ -151,8 +153,13 @@ def make_validator(model: HoVerNet, items: list[InstanceAnnotatedImage]):
 
 def start_from(model: HoVerNet, path: str) -> None:
     """Load the network of the weights at ``path`` into ``model``, with their tuned thresholds (so validation
-    during a run from them scores the starting point as it was tuned)."""
+    during a run from them scores the starting point as it was tuned); an InputError naming the difference when
+    their architecture is not the run's."""
     start = HoVerNet.from_weights(path)
+    for key in ARCHITECTURE_KEYS:
+        if start.config.get(key) != model.config.get(key):
+            raise InputError(f"--init-weights {path} has {key} {start.config.get(key)}, this run asks for "
+                             f"{model.config.get(key)}")
     model.network.load_state_dict(start.network.state_dict())
     model.config.update({key: start.config[key] for key in TUNED_THRESHOLDS})
 
@@ -207,6 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if 0 < args.inference_window <= 2 * HoVerNet.halo:
         parser.error(f"--inference-window must be 0 or more than twice the {HoVerNet.halo} px halo")
+    if not 0 <= args.class_balanced_crops <= 1:
+        parser.error("--class-balanced-crops is a fraction of the crops: give 0 to 1")
     untyped = [name for name in (args.untyped_set or ["monuseg"]) if name != "none"]
     train_set = [item for items in [load_typed_consep("train"), *(load_instance_set(n, "train") for n in untyped)]
                  for item in items[: args.train_images or None]]
