@@ -5,8 +5,8 @@ Accuracy: CoNSeP ``test`` (14 tiles, 40x, classes merged to other / inflammatory
 whole images, each network as shipped (on windows of the side its weights name), on whole tiles in one pass and
 flip averaged, post-processing thresholds as tuned on the validation images. Dice and AJI are means over images;
 PQ and multi-class PQ+ (CoNIC) pool their counts over the images; R² is CoNIC's multi-class R² of the
-per-image nucleus counts of each class. Speed: the HoVerNetSegmentation CLI on the sample slide in a fresh
-process, as the DSA runs it.
+per-image nucleus counts of each class; found / true: the nuclei found over the true ones, all images. Speed: the
+HoVerNetSegmentation CLI on the sample slide in a fresh process, as the DSA runs it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def score(model: HoVerNet, items: list) -> dict:
     mpq = accumulator.result()
     r2 = multiclass_count_r2(np.array(predicted_counts), np.array(true_counts))
     return {"Dice": summary["Dice"], "AJI": summary["AJI"], "PQ": summary["PQ"], "mPQ+": mpq["mpq"],
-            "R²": r2["r2"], **{f"PQ {model.class_names[c - 1]}": v for c, v in mpq["per_class"].items()}}
+            "R²": r2["r2"], "found / true": round(float(np.sum(predicted_counts) / np.sum(true_counts)), 3), **{f"PQ {model.class_names[c - 1]}": v for c, v in mpq["per_class"].items()}}
 
 
 def variants(configs: dict[str, dict[str, Any]], flip_averaged: bool = True) -> dict[str, tuple[str, dict[str, Any]]]:

@@ -15,6 +15,7 @@ from nuclei_core.models.base import windowed_outputs
 from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, SqueezeExcitation
 from nuclei_core.models.hovernet import DEFAULT_CONFIG, HAEMATOXYLIN, PROBABILITY, HoVerNet
 from nuclei_core.postprocess.hover import distance_targets, hover_instances, instance_types
+from nuclei_core.training.train_hovernet import SCORE_TIE, choose_setting
 
 
 def discs(shape=(120, 140), centres=((50, 38), (50, 62), (90, 100)), radius=14) -> np.ndarray:
@@ -414,3 +415,12 @@ def test_shipped_model_finds_the_nuclei_of_the_sample_slide(sample_svs, tmp_path
     elements = json.loads(out.read_text())["elements"]
     assert len(elements) >= 60
     assert np.median([e["user"]["Area µm^2"] for e in elements]) > 6
+
+
+def test_tuning_breaks_a_flat_score_by_the_nucleus_count() -> None:
+    under = {"edge_threshold": 0.65, "validation_score": 0.435, "count_ratio": 0.87}
+    level = {"edge_threshold": 0.6, "validation_score": 0.435 - SCORE_TIE / 2, "count_ratio": 0.95}
+    over = {"edge_threshold": 0.55, "validation_score": 0.435 - SCORE_TIE / 2, "count_ratio": 1.2}
+    assert choose_setting([under, level, over]) is level
+    clearly_better = {**under, "validation_score": 0.435 + 2 * SCORE_TIE}
+    assert choose_setting([clearly_better, level, over]) is clearly_better

@@ -9,7 +9,8 @@ import pytest
 import torch
 from shapely.geometry import Point, Polygon
 
-from nuclei_core.data.instance_sets import load_instance_folder, load_instance_set
+from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance_folder, load_instance_set
+from nuclei_core.errors import InputError
 from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.r2unet import RecurrentConv
@@ -178,6 +179,55 @@ def test_training_script_writes_loadable_weights_and_resumes(shared_data, tmp_pa
     assert NucleusSegmenter.from_weights(output).config["nucleus_area_target"] == retuned["nucleus_area_target"]
 
 
+def test_a_run_tuned_later_saves_untuned_weights_that_retune_completes(shared_data, tmp_path, capsys):
+    output = tmp_path / "gpu_run.pt"
+    arguments = ["--architecture", "U-Net", "--dataset", "dsb2018", "--train-images", "2", "--val-images", "2",
+                 "--steps", "2", "--eval-every", "1", "--batch-size", "2", "--patch-size", "64",
+                 "--loader-workers", "2", "--output", str(output)]
+    train_segmenter.main([*arguments, "--tune-later"])
+    untuned = NucleusSegmenter.from_weights(output)
+    assert {k: untuned.config[k] for k in ("foreground_threshold", "marker_threshold", "min_area")} == {
+        k: DEFAULT_CONFIG[k] for k in ("foreground_threshold", "marker_threshold", "min_area")}
+    log = json.loads(output.with_suffix(".log.json").read_text())
+    assert [r["step"] for r in log["history"]] == [1, 2] and "validation_score" not in log["summary"]
+    capsys.readouterr()
+    train_segmenter.main([*arguments, "--retune"])
+    retuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "validation_score" in json.loads(output.with_suffix(".log.json").read_text())["summary"]
+    assert NucleusSegmenter.from_weights(output).config["min_area"] == retuned["min_area"]
+
+
+def test_scale_jitter_enlarges_the_nuclei_of_patches_and_their_targets() -> None:
+    yy, xx = np.mgrid[:64, :64]
+    labels = ((yy - 32) ** 2 + (xx - 32) ** 2 <= 10 ** 2).astype(np.int32)
+    item = InstanceAnnotatedImage("disc", np.dstack([labels * 200] * 3).astype(np.uint8), labels, "fluorescence")
+    rng = np.random.default_rng(0)
+
+    def foreground_areas(scale_range: float) -> list[float]:
+        sampler = train_segmenter.make_sampler([[item]], [1.0], 64, 4, 0.0, scale_range)
+        batches = [sampler(rng) for _ in range(5)]
+        assert all(x.shape == (4, 3, 64, 64) and y.shape == (4, 2, 64, 64) for x, y in batches)
+        return [float(y[i, 0].sum()) for _, y in batches for i in range(4)]
+
+    plain = foreground_areas(0.0)
+    assert len(set(plain)) == 1  # the whole image, only flipped and rotated
+    jittered = foreground_areas(0.5)
+    assert min(jittered) >= plain[0] - 1 and max(jittered) > 1.3 * plain[0]
+
+
+def test_a_wider_graph_attention_network_trains_and_must_match_its_start(shared_data, tmp_path):
+    output = tmp_path / "wide_gat.pt"
+    arguments = ["--architecture", "MM-GAT", "--loss", "bce", "--dataset", "dsb2018", "--train-images", "1",
+                 "--val-images", "1", "--steps", "1", "--eval-every", "1", "--batch-size", "1", "--patch-size", "32",
+                 "--graph-channels", "8", "--graph-layers", "2"]
+    train_segmenter.main([*arguments, "--output", str(output)])
+    model = NucleusSegmenter.from_weights(output)
+    assert (model.config["channels"], model.config["layers"]) == (8, 2)
+    assert len(model.network.layers) == 2
+    with pytest.raises(InputError, match="channels 8, this run asks for 32"):
+        train_segmenter.main([*arguments[:-4], "--init-weights", str(output), "--output", str(tmp_path / "b.pt")])
+
+
 def test_training_on_one_modality_keeps_only_its_images(shared_data, tmp_path, capsys):
     he_train = [i for i in load_instance_set("dsb2018", "train", shared_data) if i.modality == "he"]
     output = tmp_path / "he_only.pt"
@@ -225,8 +275,6 @@ def test_fine_tuning_on_a_folder_of_own_images_and_label_maps(shared_data, tmp_p
 
 def test_a_label_map_of_the_wrong_size_is_an_input_error(tmp_path):
     from PIL import Image
-
-    from nuclei_core.errors import InputError
 
     (tmp_path / "i").mkdir(), (tmp_path / "l").mkdir()
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "i" / "a.png")

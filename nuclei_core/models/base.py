@@ -107,8 +107,9 @@ class TrainedModel(ABC):
         return cls(config, checkpoint["state_dict"], device, checkpoint.get("version", Path(path).stem))
 
     def save(self, path: str | Path, version: str, half: bool = True) -> None:
-        """Write the weights file (fp16 by default) with the config the model was built from."""
-        state = {k: (v.half() if half and v.is_floating_point() else v)
+        """Write the weights file (fp16 by default, CPU tensors whatever the model's device) with the config the
+        model was built from."""
+        state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
                  for k, v in self.network.state_dict().items()}
         torch.save({"config": self.config, "state_dict": state, "version": version}, path)
 

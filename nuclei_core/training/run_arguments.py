@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import InputError
 from .trainer import TrainSettings
 
 
@@ -20,6 +21,24 @@ def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: i
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loader-workers", type=int, default=0,
+                        help="draw the training batches in this many worker processes (0: in the training process); "
+                             "with workers each step's batch has its own seeded generator, so the batches differ from "
+                             "a run without workers but not between worker counts (a resumed run must keep the mode)")
+    parser.add_argument("--fit-minutes", type=float, default=0.0,
+                        help="time the first steps, then cut --steps to the multiple of --eval-every whose training "
+                             "steps fit in this many minutes (validation not counted); the run log records the "
+                             "steps chosen, which --steps repeats (but for the learning rate of the timed steps, "
+                             "set by the planned --steps); 0: run --steps")
+
+
+def add_tuning_arguments(parser: argparse.ArgumentParser, tuned: str) -> None:
+    """``--retune`` and ``--tune-later`` for a script whose post-processing (``tuned``) is tuned on validation."""
+    parser.add_argument("--retune", action="store_true",
+                        help=f"only re-tune the {tuned} of the --output weights on the validation images (no training)")
+    parser.add_argument("--tune-later", action="store_true",
+                        help=f"save the best weights with the {tuned} they were validated with, untuned (e.g. a "
+                             "GPU run whose tuning is CPU work); tune them afterwards with --retune")
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +49,8 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace, checkpoint: Path | None = None, **extra: Any) -> TrainSettings:
     """The training loop's settings from the run arguments (``extra`` sets the optimizer and the like)."""
     return TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
-                         seed=args.seed, max_minutes=args.max_minutes,
+                         seed=args.seed, max_minutes=args.max_minutes, loader_workers=args.loader_workers,
+                         fit_minutes=args.fit_minutes,
                          checkpoint=checkpoint or Path(args.checkpoint or args.output + ".ckpt"), **extra)
 
 
@@ -52,13 +72,15 @@ def update_run_summary(output: str | Path, values: dict[str, Any]) -> None:
 
 
 def save_best(args: argparse.Namespace, model: Any, state: dict[str, Any], tune: Callable[[Any], dict]) -> None:
-    """Load the run's best weights into ``model``, tune its post-processing with ``tune(model)``, save it to
+    """Load the run's best weights into ``model``, tune its post-processing with ``tune(model)`` (unless
+    ``--tune-later``), save it to
     ``--output`` (versioned by ``--version`` where the script has it, else by the file name) and write the run
     log."""
     model.network.load_state_dict(state["best_state"])
-    tuned = tune(model)
+    tuned = {} if getattr(args, "tune_later", False) else tune(model)
     model.save(args.output, version=getattr(args, "version", None) or Path(args.output).stem)
-    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **tuned,
+    fitted = {"fitted_steps": state["fitted_steps"]} if "fitted_steps" in state else {}
+    write_run_log(args, state, {"step": state["step"], "best_step_score": state["best_score"], **fitted, **tuned,
                                 "parameters": sum(p.numel() for p in model.network.parameters())})
 
 
@@ -68,3 +90,13 @@ def retune_saved(output: str, model: Any, tune: Callable[[Any], dict]) -> None:
     model.save(output, version=model.weights_version)
     update_run_summary(output, tuned)
     print(json.dumps(tuned))
+
+
+def load_start_weights(model: Any, start: Any, path: str, architecture_keys: tuple[str, ...]) -> None:
+    """Load the network of ``start`` (the model read from ``path``, ``--init-weights``) into ``model``; an
+    InputError naming the first of ``architecture_keys`` whose setting differs between the two."""
+    for key in architecture_keys:
+        if start.config.get(key) != model.config.get(key):
+            raise InputError(f"--init-weights {path} has {key} {start.config.get(key)}, this run asks for "
+                             f"{model.config.get(key)}")
+    model.network.load_state_dict(start.network.state_dict())

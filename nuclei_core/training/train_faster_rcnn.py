@@ -26,7 +26,8 @@ from ..metrics.detection import DetectionScores, detection_scores
 from ..models.base import resolve_device
 from ..models.faster_rcnn import DEFAULT_CONFIG, FasterRCNNDetector
 from ..stains import HaematoxylinPreparation
-from .run_arguments import add_device_argument, add_run_arguments, retune_saved, save_best, settings_from
+from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, retune_saved, save_best,
+                            settings_from)
 from .trainer import train
 
 TRAINING_SETS = ("monuseg", "consep")
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
     parser.add_argument("--max-detections", type=int, default=DEFAULT_CONFIG["max_detections"],
                         help="most nuclei kept per image or tile (a dense 1000 x 1000 MoNuSeg image holds 1,862)")
-    parser.add_argument("--retune", action="store_true", help="only re-tune NMS and minimum probability of the "
-                                                               "--output weights on the validation images")
+    add_tuning_arguments(parser, "NMS and minimum probability")
     add_run_arguments(parser, steps=6000, batch_size=4, learning_rate=1e-3)
     add_device_argument(parser)
     args = parser.parse_args(argv)

@@ -27,18 +27,19 @@ from torch import nn
 
 from ..data.augment import colour_jitter, hsv_jitter, random_dihedral, rescaled_crop, stain_jitter
 from ..data.instance_sets import InstanceAnnotatedImage, load_instance_set, load_typed_consep
-from ..errors import InputError
 from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
 from ..postprocess.hover import distance_targets, instance_types
-from .run_arguments import add_device_argument, add_run_arguments, retune_saved, save_best, settings_from
+from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
+                            retune_saved, save_best, settings_from)
 from .trainer import train
 
 UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 EDGE_THRESHOLDS = (0.55, 0.6, 0.65, 0.7)
 INFERENCE_WINDOWS = (0, 512, 256)  # 0: whole tiles at once
+SCORE_TIE = 0.005  # validation scores this close count as equal when tuning (7 validation images)
 TUNED_THRESHOLDS = ("foreground_threshold", "edge_threshold")  # what a run from --init-weights validates with
 ARCHITECTURE_KEYS = ("attention", "widths", "class_names")  # what --init-weights must share with the run
 
@@ -123,11 +124,13 @@ def make_loss(class_weights: list[float]):
 def validation_scores(model: HoVerNet, outputs: list[np.ndarray], items: list[InstanceAnnotatedImage]) -> dict:
     """PQ (mean over images) of every validation image and multi-class PQ (pooled) of the typed ones, at the
     model's current post-processing settings; ``score``: the mean of CoNSeP's PQ and multi-class PQ and, when
-    untyped sets are validated too, their PQ."""
+    untyped sets are validated too, their PQ; ``count_ratio``: nuclei found / true nuclei, over all images."""
     classes = range(1, len(model.class_names) + 1)
     accumulator, typed_pq, untyped_pq = PanopticAccumulator(classes), [], []
+    found = true = 0
     for output, item in zip(outputs, items):
         labels = model.label_map(output)
+        found, true = found + len(np.unique(labels[labels > 0])), true + len(np.unique(item.labels[item.labels > 0]))
         quality = panoptic_quality(labels, item.labels)["pq"]
         if item.types is None:
             untyped_pq.append(quality)
@@ -138,7 +141,8 @@ def validation_scores(model: HoVerNet, outputs: list[np.ndarray], items: list[In
     scores = {"pq": float(np.mean(typed_pq)), "mpq": accumulator.result()["mpq"]}
     if untyped_pq:
         scores["untyped_pq"] = float(np.mean(untyped_pq))
-    return {"score": float(np.mean(list(scores.values()))), **scores}
+    return {"score": float(np.mean(list(scores.values()))), **scores,
+            "count_ratio": found / max(true, 1)}
 
 
 def make_validator(model: HoVerNet, items: list[InstanceAnnotatedImage]):
@@ -156,29 +160,34 @@ def start_from(model: HoVerNet, path: str) -> None:
     during a run from them scores the starting point as it was tuned); an InputError naming the difference when
     their architecture is not the run's."""
     start = HoVerNet.from_weights(path)
-    for key in ARCHITECTURE_KEYS:
-        if start.config.get(key) != model.config.get(key):
-            raise InputError(f"--init-weights {path} has {key} {start.config.get(key)}, this run asks for "
-                             f"{model.config.get(key)}")
-    model.network.load_state_dict(start.network.state_dict())
+    load_start_weights(model, start, path, ARCHITECTURE_KEYS)
     model.config.update({key: start.config[key] for key in TUNED_THRESHOLDS})
 
 
 def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dict:
-    """The inference window and (foreground, edge) thresholds with the best validation score, and that score."""
-    best = None
+    """The inference window and (foreground, edge) thresholds chosen by :func:`choose_setting` on validation,
+    with their validation scores."""
+    candidates = []
     for window in INFERENCE_WINDOWS:
         model.config.update(inference_window=window)
         outputs = [model.predict_outputs(i.image[None])[0] for i in items]
         for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
             model.config.update(foreground_threshold=foreground, edge_threshold=edge)
             scores = validation_scores(model, outputs, items)
-            score = scores.pop("score")
-            if best is None or score > best["validation_score"]:
-                best = {"inference_window": window, "foreground_threshold": foreground, "edge_threshold": edge,
-                        "validation_score": score, **scores}
+            candidates.append({"inference_window": window, "foreground_threshold": foreground,
+                               "edge_threshold": edge, "validation_score": scores.pop("score"), **scores})
+    best = choose_setting(candidates)
     model.config.update({key: best[key] for key in ("inference_window", "foreground_threshold", "edge_threshold")})
     return best
+
+
+def choose_setting(candidates: list[dict]) -> dict:
+    """Of the settings whose ``validation_score`` is within SCORE_TIE of the best, the one whose nucleus count is
+    closest to the truth (``count_ratio``, in log terms), the first such one on equal terms: a flat score must not
+    pick a threshold that under- or over-counts."""
+    top = max(c["validation_score"] for c in candidates)
+    near = [c for c in candidates if c["validation_score"] >= top - SCORE_TIE]
+    return min(near, key=lambda c: abs(np.log(max(c["count_ratio"], 1e-6))))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,8 +216,7 @@ def main(argv: list[str] | None = None) -> None:
                                                "training uses their tuned thresholds")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images (smoke runs)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
-    parser.add_argument("--retune", action="store_true", help="only re-tune the post-processing thresholds of the "
-                                                               "--output weights on the validation images")
+    add_tuning_arguments(parser, "inference window and post-processing thresholds")
     add_run_arguments(parser, steps=12000, batch_size=8, learning_rate=3e-4)
     add_device_argument(parser)
     args = parser.parse_args(argv)

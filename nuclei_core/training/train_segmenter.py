@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data.augment import colour_jitter, random_dihedral, stain_jitter
+from ..data.augment import colour_jitter, random_dihedral, rescaled_crop, stain_jitter
 from ..data.instance_sets import (
     INSTANCE_SETS,
     MODALITIES,
@@ -40,10 +40,11 @@ from ..data.instance_sets import (
 )
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
-from ..models.segmenter import ARCHITECTURES, GRAPH_ATTENTION, NucleusSegmenter, default_config
+from ..models.segmenter import ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_CONFIG, NucleusSegmenter, default_config
 from ..postprocess.instances import instance_targets, split_instances
 from .graph_attention_loss import magnification_balanced_focal_loss
-from .run_arguments import add_device_argument, add_run_arguments, retune_saved, save_best, settings_from
+from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
+                            retune_saved, save_best, settings_from)
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -52,9 +53,15 @@ MIN_AREAS = (10, 20, 30)
 NUCLEUS_AREA_TARGETS = (0, 300, 400, 500, 600, 800)  # px; 0: images of unknown pixel size are not rescaled
 
 
+# what --init-weights must share with the run
+ARCHITECTURE_KEYS = ("architecture", "widths", "recurrent_steps", "levels", "channels", "heads", "layers",
+                     "position_updates")
+
+
 def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[float], patch: int, batch_size: int,
-                 stain_strength: float):
-    """A seeded sampler of augmented (image, [foreground, marker]) patch batches; ``weights`` pick the dataset."""
+                 stain_strength: float, scale_range: float = 0.0):
+    """A seeded sampler of augmented (image, [foreground, marker]) patch batches; ``weights`` pick the dataset;
+    ``scale_range``: patches rescaled by 1 +- that (the targets with them)."""
     targets = [[np.stack(instance_targets(item.labels), axis=-1) for item in data] for data in datasets]
     odds = np.asarray(weights, dtype=np.float64) / np.sum(weights)
 
@@ -64,10 +71,7 @@ def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[flo
             which = int(rng.choice(len(datasets), p=odds))
             index = int(rng.integers(len(datasets[which])))
             item, target = datasets[which][index], targets[which][index]
-            top = int(rng.integers(item.image.shape[0] - patch + 1))
-            left = int(rng.integers(item.image.shape[1] - patch + 1))
-            crop, crop_target = random_dihedral(rng, item.image[top:top + patch, left:left + patch],
-                                                target[top:top + patch, left:left + patch])
+            crop, crop_target = random_dihedral(rng, *rescaled_crop(rng, patch, scale_range, item.image, target))
             if stain_strength and item.modality == "he":
                 crop = stain_jitter(rng, crop, stain_strength)
             images.append(colour_jitter(rng, crop))
@@ -185,12 +189,17 @@ def main(argv: list[str] | None = None) -> None:
                         "they are scored on validation first and kept if no step beats them")
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--stain-jitter", type=float, default=0.05, help="HED stain augmentation on H&E images")
+    parser.add_argument("--scale-jitter", type=float, default=0.0,
+                        help="patches rescaled by 1 +- this (0: none; e.g. 0.5 shows nuclei up to 1.5x their size)")
+    parser.add_argument("--graph-channels", type=int, default=GRAPH_ATTENTION_CONFIG["channels"],
+                        help=f"{GRAPH_ATTENTION} only: channels of every graph attention layer")
+    parser.add_argument("--graph-layers", type=int, default=GRAPH_ATTENTION_CONFIG["layers"],
+                        help=f"{GRAPH_ATTENTION} only: residual graph attention layers")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images per set "
                         "(0 = all; for smoke tests)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
     parser.add_argument("--version", help="weights version recorded in outputs (default: from --output)")
-    parser.add_argument("--retune", action="store_true", help="only re-tune the post-processing of the weights in "
-                        "--output on the validation images (no training)")
+    add_tuning_arguments(parser, "post-processing")
     add_run_arguments(parser, steps=4000, batch_size=8, learning_rate=1e-3)
     add_device_argument(parser)
     args = parser.parse_args(argv)
@@ -198,6 +207,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give both --images-dir and --labels-dir")
     if args.loss == "balanced-focal" and args.architecture != GRAPH_ATTENTION:
         parser.error(f"--loss balanced-focal needs --architecture {GRAPH_ATTENTION}")
+    graph_size = {"channels": args.graph_channels, "layers": args.graph_layers}
+    if args.architecture != GRAPH_ATTENTION and graph_size != {k: GRAPH_ATTENTION_CONFIG[k] for k in graph_size}:
+        parser.error(f"--graph-channels and --graph-layers are for --architecture {GRAPH_ATTENTION}")
+    if args.graph_channels % GRAPH_ATTENTION_CONFIG["heads"] or args.graph_layers < 2:
+        parser.error(f"--graph-channels must be a multiple of the {GRAPH_ATTENTION_CONFIG['heads']} attention heads "
+                     "and --graph-layers at least 2")
 
     def load(name: str, split: str) -> list[InstanceAnnotatedImage]:
         items = (load_instance_folder(args.images_dir, args.labels_dir, args.modality, split) if args.images_dir
@@ -222,10 +237,13 @@ def main(argv: list[str] | None = None) -> None:
     print("train images " + ", ".join(f"{n} {len(d)}" for n, d in zip(names, train_sets)), flush=True)
 
     torch.manual_seed(args.seed)
-    model = NucleusSegmenter({**default_config(args.architecture), "loss": args.loss}, device=device)
+    sizes = graph_size if args.architecture == GRAPH_ATTENTION else {}
+    model = NucleusSegmenter({**default_config(args.architecture), **sizes, "loss": args.loss}, device=device)
     if args.init_weights:
-        model.network.load_state_dict(NucleusSegmenter.from_weights(args.init_weights).network.state_dict())
-    sampler = make_sampler(train_sets, weights, args.patch_size, args.batch_size, args.stain_jitter)
+        load_start_weights(model, NucleusSegmenter.from_weights(args.init_weights), args.init_weights,
+                           ARCHITECTURE_KEYS)
+    sampler = make_sampler(train_sets, weights, args.patch_size, args.batch_size, args.stain_jitter,
+                           args.scale_jitter)
     state = train(model.network, sampler, LOSSES[args.loss], make_validator(model, validation),
                   settings_from(args, device=device, loss_sees_network=True,
                                 validate_at_start=bool(args.init_weights)),

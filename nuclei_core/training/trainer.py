@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -13,6 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .batch_prefetch import PrefetchedBatches
+
+FIT_PROBE_STEPS = 20  # steps timed (after 3 warm-up steps) before fit_minutes sets the run's length
 BatchSampler = Callable[[np.random.Generator], tuple[torch.Tensor, torch.Tensor]]
 Validator = Callable[[nn.Module], tuple[float, dict]]
 
@@ -35,6 +39,9 @@ class TrainSettings:
     schedule: str = "cosine"  # learning rate: cosine decay to final_learning_rate, or "step": a tenth after 2/3
     validate_at_start: bool = False  # score the starting weights too (fine-tuning: keep them if nothing beats them)
     loss_sees_network: bool = False  # loss_fn(network, inputs, targets): networks that compute their own losses
+    loader_workers: int = 0  # 0: batches drawn in the training process from one generator; else by this many
+    # worker processes, each step's batch from its own generator (batch_prefetch), the same for any worker count
+    fit_minutes: float = 0.0  # > 0: after FIT_PROBE_STEPS steps, cut ``steps`` to what fits in this many minutes
 
 
 def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -79,29 +86,53 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
         optimizer.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["rng"]
         log(f"resumed at step {state['step']} (best score {state['best_score']:.4f})")
-    started, running = time.time(), []
+    settings.steps = state.get("fitted_steps", settings.steps)
+    started, running, step_seconds = time.time(), [], []
     if settings.validate_at_start and state["step"] == 0:
         _validate(network, validate, state, {"step": 0, "loss": float("nan"), "lr": 0.0, "minutes": 0.0}, log)
-    while state["step"] < settings.steps and (time.time() - started) < settings.max_minutes * 60:
-        lr = learning_rate(settings, state["step"] / settings.steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        network.train()
-        inputs, targets = (t.to(settings.device) for t in sample_batch(rng))
-        loss = loss_fn(network, inputs, targets) if settings.loss_sees_network else loss_fn(network(inputs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        running.append(loss.item())
-        state["step"] += 1
-        if state["step"] % settings.eval_every == 0 or state["step"] == settings.steps:
-            _validate(network, validate, state, {"step": state["step"], "loss": float(np.mean(running)), "lr": lr,
-                                                 "minutes": (time.time() - started) / 60}, log)
-            running = []
-            state.update(network=network.state_dict(), optimizer=optimizer.state_dict(), rng=rng.bit_generator.state)
-            _save_atomically(state, settings.checkpoint)
+    with ExitStack() as stack:
+        if settings.loader_workers:
+            next_batch = stack.enter_context(PrefetchedBatches(sample_batch, settings.seed, settings.loader_workers,
+                                                               state["step"])).next
+        else:
+            next_batch = lambda: sample_batch(rng)  # noqa: E731
+        while state["step"] < settings.steps and (time.time() - started) < settings.max_minutes * 60:
+            lr = learning_rate(settings, state["step"] / settings.steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            network.train()
+            step_started = time.time()
+            inputs, targets = (t.to(settings.device) for t in next_batch())
+            loss = (loss_fn(network, inputs, targets) if settings.loss_sees_network
+                    else loss_fn(network(inputs), targets))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running.append(loss.item())
+            state["step"] += 1
+            step_seconds.append(time.time() - step_started)
+            if settings.fit_minutes and "fitted_steps" not in state and len(step_seconds) == FIT_PROBE_STEPS + 3:
+                settings.steps = state["fitted_steps"] = fitted_steps(settings, state["step"], step_seconds[3:])
+                log(f"{np.mean(step_seconds[3:]):.3f} s per step: {settings.steps} steps fit in "
+                    f"{settings.fit_minutes:g} minutes")
+            if state["step"] % settings.eval_every == 0 or state["step"] == settings.steps:
+                _validate(network, validate, state, {"step": state["step"], "loss": float(np.mean(running)),
+                                                     "lr": lr, "minutes": (time.time() - started) / 60}, log)
+                running = []
+                state.update(network=network.state_dict(), optimizer=optimizer.state_dict(),
+                             rng=rng.bit_generator.state)
+                _save_atomically(state, settings.checkpoint)
     network.eval()  # a run stopped by max_minutes ends mid-training: batch norm must use its running statistics
     return state
+
+
+def fitted_steps(settings: TrainSettings, step: int, probe_seconds: list[float]) -> int:
+    """The run length (a multiple of ``eval_every``, at most ``settings.steps``, at least the next validation) whose
+    remaining steps fit in ``settings.fit_minutes`` at the probed seconds per step."""
+    remaining = settings.fit_minutes * 60 - float(np.sum(probe_seconds))
+    fitting = step + int(remaining / max(float(np.mean(probe_seconds)), 1e-6))
+    rounded = fitting // settings.eval_every * settings.eval_every
+    return max(min(rounded, settings.steps), -(-step // settings.eval_every) * settings.eval_every)
 
 
 def _validate(network: nn.Module, validate: Validator, state: dict, record: dict, log: Callable[[str], None]) -> None:
