@@ -52,7 +52,8 @@ def score(model: HoVerNet, items: list) -> dict:
     mpq = accumulator.result()
     r2 = multiclass_count_r2(np.array(predicted_counts), np.array(true_counts))
     return {"Dice": summary["Dice"], "AJI": summary["AJI"], "PQ": summary["PQ"], "mPQ+": mpq["mpq"],
-            "R²": r2["r2"], "found / true": round(float(np.sum(predicted_counts) / np.sum(true_counts)), 3), **{f"PQ {model.class_names[c - 1]}": v for c, v in mpq["per_class"].items()}}
+            "R²": r2["r2"], "found / true": round(float(np.sum(predicted_counts) / np.sum(true_counts)), 3),
+            **{f"PQ {model.class_names[c - 1]}": v for c, v in mpq["per_class"].items()}}
 
 
 def variants(configs: dict[str, dict[str, Any]], flip_averaged: bool = True) -> dict[str, tuple[str, dict[str, Any]]]:

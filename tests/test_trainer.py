@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
+from nuclei_core.training import train_segmenter
 from nuclei_core.training.batch_prefetch import PrefetchedBatches, step_generator
 from nuclei_core.training.trainer import FIT_PROBE_STEPS, TrainSettings, fitted_steps, train
 
@@ -59,3 +64,24 @@ def test_a_run_cut_to_its_budget_records_and_resumes_with_the_cut(tmp_path) -> N
     assert [record["step"] for record in state["history"]] == list(range(4, state["step"] + 1, 4))
     resumed, _ = run(tmp_path, workers=0, steps=100, fit_minutes=1e-6)  # same checkpoint: nothing left to run
     assert resumed["step"] == state["step"]
+
+
+def test_a_training_script_given_bad_input_ends_in_one_line_and_writes_nothing(tmp_path) -> None:
+    (tmp_path / "images").mkdir(), (tmp_path / "labels").mkdir()
+    output = tmp_path / "never.pt"
+    done = subprocess.run([sys.executable, "-m", "nuclei_core.training.train_segmenter", "--images-dir",
+                           str(tmp_path / "images"), "--labels-dir", str(tmp_path / "labels"), "--output", str(output)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"train_segmenter.py: error: no image in {tmp_path / 'images'} has a label map of the same name in "
+        f"{tmp_path / 'labels'}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "labels"]  # no weights, log or checkpoint
+
+
+@pytest.mark.parametrize("flag", ["--loader-workers", "--fit-minutes"])
+def test_negative_loader_workers_or_minutes_are_a_parser_error(flag, capsys) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        train_segmenter.main(["--output", "unused.pt", flag, "-1"])
+    assert stopped.value.code == 2
+    assert f"argument {flag}: must be 0 or more, not -1" in capsys.readouterr().err

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import InputError
+from ..errors import InputError, NucleiError
 from .trainer import TrainSettings
+
+
+def _at_least_zero(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` of the text, refused (a one-line parser error) when negative."""
+
+    def parse(text: str) -> Any:
+        value = convert(text)
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+        return value
+
+    return parse
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: int, learning_rate: float) -> None:
@@ -21,11 +34,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: i
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loader-workers", type=int, default=0,
+    parser.add_argument("--loader-workers", type=_at_least_zero(int), default=0,
                         help="draw the training batches in this many worker processes (0: in the training process); "
                              "with workers each step's batch has its own seeded generator, so the batches differ from "
                              "a run without workers but not between worker counts (a resumed run must keep the mode)")
-    parser.add_argument("--fit-minutes", type=float, default=0.0,
+    parser.add_argument("--fit-minutes", type=_at_least_zero(float), default=0.0,
                         help="time the first steps, then cut --steps to the multiple of --eval-every whose training "
                              "steps fit in this many minutes (validation not counted); the run log records the "
                              "steps chosen, which --steps repeats (but for the learning rate of the timed steps, "
@@ -73,9 +86,8 @@ def update_run_summary(output: str | Path, values: dict[str, Any]) -> None:
 
 def save_best(args: argparse.Namespace, model: Any, state: dict[str, Any], tune: Callable[[Any], dict]) -> None:
     """Load the run's best weights into ``model``, tune its post-processing with ``tune(model)`` (unless
-    ``--tune-later``), save it to
-    ``--output`` (versioned by ``--version`` where the script has it, else by the file name) and write the run
-    log."""
+    ``--tune-later``), save it to ``--output`` (versioned by ``--version`` where the script has it, else by the
+    file name) and write the run log."""
     model.network.load_state_dict(state["best_state"])
     tuned = {} if getattr(args, "tune_later", False) else tune(model)
     model.save(args.output, version=getattr(args, "version", None) or Path(args.output).stem)
@@ -100,3 +112,13 @@ def load_start_weights(model: Any, start: Any, path: str, architecture_keys: tup
             raise InputError(f"--init-weights {path} has {key} {start.config.get(key)}, this run asks for "
                              f"{model.config.get(key)}")
     model.network.load_state_dict(start.network.state_dict())
+
+
+def run_training_script(main: Callable[[], None]) -> None:
+    """Run a training script's ``main`` from the command line: bad input (a NucleiError) ends it with one line on
+    stderr and the error's exit code instead of a traceback."""
+    try:
+        main()
+    except NucleiError as exc:
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None

@@ -26,7 +26,7 @@ from ..models.nucleus_classifier import (
     NucleusClassifier,
     centred_patches,
 )
-from .run_arguments import add_device_argument, add_run_arguments, settings_from, write_run_log
+from .run_arguments import add_device_argument, add_run_arguments, run_training_script, settings_from, write_run_log
 from .trainer import train
 
 
@@ -103,4 +103,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_training_script(main)

@@ -26,8 +26,8 @@ from ..metrics.detection import DetectionScores, detection_scores
 from ..models.base import resolve_device
 from ..models.faster_rcnn import DEFAULT_CONFIG, FasterRCNNDetector
 from ..stains import HaematoxylinPreparation
-from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, retune_saved, save_best,
-                            settings_from)
+from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, retune_saved,
+                            run_training_script, save_best, settings_from)
 from .trainer import train
 
 TRAINING_SETS = ("monuseg", "consep")
@@ -154,4 +154,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_training_script(main)

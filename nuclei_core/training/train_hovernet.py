@@ -32,7 +32,7 @@ from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
 from ..postprocess.hover import distance_targets, instance_types
 from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
-                            retune_saved, save_best, settings_from)
+                            retune_saved, run_training_script, save_best, settings_from)
 from .trainer import train
 
 UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
@@ -130,7 +130,8 @@ def validation_scores(model: HoVerNet, outputs: list[np.ndarray], items: list[In
     found = true = 0
     for output, item in zip(outputs, items):
         labels = model.label_map(output)
-        found, true = found + len(np.unique(labels[labels > 0])), true + len(np.unique(item.labels[item.labels > 0]))
+        found += len(np.unique(labels[labels > 0]))
+        true += len(np.unique(item.labels[item.labels > 0]))
         quality = panoptic_quality(labels, item.labels)["pq"]
         if item.types is None:
             untyped_pq.append(quality)
@@ -250,4 +251,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_training_script(main)

@@ -36,7 +36,7 @@ from ..models.patch_gcn import PATCH, PatchGCN
 from ..postprocess.nms import nms_points
 from .patch_sampling import MARGIN, PatchSource, Pool, as_tensor, augmented, channel_statistics, draw
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .run_arguments import settings_from
+from .run_arguments import run_training_script, settings_from
 from .trainer import train
 
 THRESHOLDS = np.round(np.concatenate([[0.02, 0.03], np.arange(0.05, 0.96, 0.05)]), 2)
@@ -317,4 +317,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_training_script(main)

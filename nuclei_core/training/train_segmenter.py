@@ -40,22 +40,20 @@ from ..data.instance_sets import (
 )
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
-from ..models.segmenter import ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_CONFIG, NucleusSegmenter, default_config
+from ..models.segmenter import (ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_CONFIG, NucleusSegmenter,
+                                default_config)
 from ..postprocess.instances import instance_targets, split_instances
 from .graph_attention_loss import magnification_balanced_focal_loss
 from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
-                            retune_saved, save_best, settings_from)
+                            retune_saved, run_training_script, save_best, settings_from)
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 MARKER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREAS = (10, 20, 30)
 NUCLEUS_AREA_TARGETS = (0, 300, 400, 500, 600, 800)  # px; 0: images of unknown pixel size are not rescaled
-
-
-# what --init-weights must share with the run
 ARCHITECTURE_KEYS = ("architecture", "widths", "recurrent_steps", "levels", "channels", "heads", "layers",
-                     "position_updates")
+                     "position_updates")  # what --init-weights must share with the run
 
 
 def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[float], patch: int, batch_size: int,
@@ -210,9 +208,10 @@ def main(argv: list[str] | None = None) -> None:
     graph_size = {"channels": args.graph_channels, "layers": args.graph_layers}
     if args.architecture != GRAPH_ATTENTION and graph_size != {k: GRAPH_ATTENTION_CONFIG[k] for k in graph_size}:
         parser.error(f"--graph-channels and --graph-layers are for --architecture {GRAPH_ATTENTION}")
-    if args.graph_channels % GRAPH_ATTENTION_CONFIG["heads"] or args.graph_layers < 2:
-        parser.error(f"--graph-channels must be a multiple of the {GRAPH_ATTENTION_CONFIG['heads']} attention heads "
-                     "and --graph-layers at least 2")
+    heads = GRAPH_ATTENTION_CONFIG["heads"]
+    if args.graph_channels < heads or args.graph_channels % heads or args.graph_layers < 2:
+        parser.error(f"--graph-channels must be a positive multiple of the {heads} attention heads and "
+                     "--graph-layers at least 2")
 
     def load(name: str, split: str) -> list[InstanceAnnotatedImage]:
         items = (load_instance_folder(args.images_dir, args.labels_dir, args.modality, split) if args.images_dir
@@ -252,4 +251,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_training_script(main)

@@ -25,7 +25,7 @@ from ..models.udnet import DEFAULT_CONFIG, UDNet
 from ..postprocess.peaks import find_peaks
 from .density import density_target
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .run_arguments import add_device_argument, settings_from, write_run_log
+from .run_arguments import add_device_argument, run_training_script, settings_from, write_run_log
 from .trainer import train
 
 THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
@@ -108,4 +108,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_training_script(main)
