@@ -10,13 +10,12 @@ averaged over images, and so are the graph attention paper's average F1 (IoU 0.5
 pools TP/FP/FN and IoU over the images. "R2U-Net, 4 flips" averages the maps of each image's four mirror images
 (``--flip_averaging true``; better on validation: DSB2018 mean AP 0.536 -> 0.546, H&E AJI 0.484 -> 0.501; four
 times the network's time). Speed: the R2UNetSegmentation and GraphAttentionSegmentation CLIs on the sample slide
-in a fresh process, as the DSA runs them.
+in a fresh process, as the DSA runs them (MM-GAT's memory per tile and training step: ``graph_attention_speed.py``).
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
-from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section, timed  # noqa: E402
+from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance_set  # noqa: E402
 from nuclei_core.metrics.segmentation import (  # noqa: E402
     aggregated_jaccard_index,
@@ -35,7 +34,6 @@ from nuclei_core.metrics.segmentation import (  # noqa: E402
     matches_over_thresholds,
     panoptic_quality,
 )
-from nuclei_core.models.graph_attention import PyramidGraph  # noqa: E402
 from nuclei_core.models.segmenter import (  # noqa: E402
     ARCHITECTURES,
     DEFAULT_WEIGHTS,
@@ -49,7 +47,6 @@ PAPER = ("Paper (Alom et al., DSB2018): Dice 0.919 R2U-Net vs 0.904 U-Net. Targe
          "target: MM-GAT average F1 >= 0.68 on DSB2018.")
 SMALL_NUCLEUS_AREA = 250  # px: median true nucleus area below which a fluorescence image has "small nuclei"
 MODALITY_GROUPS = ("fluorescence, small nuclei", "fluorescence, large nuclei", "he", "brightfield")
-TILE_SIDES = (0, 256, 512, 1024)  # 0: the same process without a forward pass (its base memory)
 FLIP_AVERAGED = "R2U-Net, 4 flips"  # --flip_averaging true: the mean of the maps of the four mirror images
 TEST_SETS = {"DSB2018 stage1_test": "dsb2018", "MoNuSeg test": "monuseg", "CoNSeP test": "consep"}
 
@@ -116,31 +113,6 @@ def modality_rows(per_image: dict[tuple[str, str], list[dict]], label: str, name
             for modality in MODALITY_GROUPS for name in names]
 
 
-def graph_tile_memory(model: NucleusSegmenter, device: str) -> list[dict]:
-    """Peak RSS of one MM-GAT forward pass over one tile of each side, a fresh process each, above that of the same
-    process that only loads the model; the forward pass's time as that process measured it."""
-    rows, base = [], 0.0
-    with tempfile.TemporaryDirectory() as folder:
-        for side in TILE_SIDES:
-            seconds_file = Path(folder) / f"{side}.txt"
-            code = ("import time; import numpy as np; from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, "
-                    "GRAPH_ATTENTION, NucleusSegmenter; "
-                    f"m = NucleusSegmenter.from_weights(DEFAULT_WEIGHTS[GRAPH_ATTENTION], {device!r}); "
-                    "started = time.perf_counter(); "
-                    f"{side} and m.predict_outputs(np.full((1, {side}, {side}, 3), 128, np.uint8)); "
-                    f"open({str(seconds_file)!r}, 'w').write(str(time.perf_counter() - started))")
-            peak = timed([sys.executable, "-c", code])[1]
-            if not side:
-                base = peak
-                continue
-            graph = PyramidGraph(side, side, int(model.config["levels"]))
-            rows.append({"tile px": f"{side} x {side}", "nodes": graph.nodes, "edges": int(graph.edges()[0].numel()),
-                         "forward s": round(float(seconds_file.read_text()), 1), "peak RSS MiB": round(peak),
-                         "above base MiB": round(peak - base),
-                         "KiB per pixel": round((peak - base) * 1024 / side ** 2, 2)})
-    return rows
-
-
 def main() -> None:
     parser = accuracy_and_speed_parser(__doc__)
     args = parser.parse_args()
@@ -155,15 +127,12 @@ def main() -> None:
     speed_section, speed, tissue_mp = cli_speed_section(
         args.slide, clis, {n: ["--architecture", n] if n in ARCHITECTURES else [] for n in clis}, args.device,
         "network", "segmentation at 40x (the 20x slide upsampled)")
-    memory = graph_tile_memory(models[GRAPH_ATTENTION], args.device)
     body = (f"## Unseen test images, whole images at native resolution\n\n{table(summary)}\n\n{PAPER}\n\n"
             f"### DSB2018 stage1_test by modality (rule-based modality of the dataset README; fluorescence, all of it "
             f"grayscale, split at a median true nucleus area of {SMALL_NUCLEUS_AREA} px)\n\n"
-            f"{table(by_modality)}\n\n{speed_section}\n"
-            f"## MM-GAT memory per tile (one tile, batch 1, {args.device}; a fresh process each)\n\n{table(memory)}\n")
+            f"{table(by_modality)}\n\n{speed_section}")
     print(write_result("segmentation", "Nucleus segmentation: R2U-Net vs U-Net vs MM-GAT", body,
                        {"summary": summary, "by_modality": by_modality, "slide": speed, "tissue_mp": tissue_mp,
-                        "graph_memory": memory,
                         "configs": {n: m.config for n, m in models.items()}}))
     print(body)
 

@@ -23,8 +23,8 @@ from plugins.__main__ import main as plugins_main
 
 
 def as_nodes(grids: list[torch.Tensor]) -> torch.Tensor:
-    """Per-level (B, X, h, w) grids as (B, N, X) in the graph's node order."""
-    return torch.cat([g.flatten(2) for g in grids], dim=2).transpose(1, 2)
+    """Per-level channels-last (B, h, w, X) grids as (B, N, X) in the graph's node order."""
+    return torch.cat([g.flatten(1, 2) for g in grids], dim=1)
 
 
 def test_graph_has_king_edges_within_levels_and_parent_child_edges_between():
@@ -50,13 +50,13 @@ def test_features_at_the_starting_positions_are_the_pyramid_and_move_with_the_po
     pyramid = image_pyramid(images, 3)
     positions = PyramidGraph(16, 16, 3).starting_positions(2)
     for level, grid in enumerate(positions):
-        features = project(pyramid, grid)
-        torch.testing.assert_close(features[:, :3], pyramid[level])
-        assert torch.all(features[:, 3] == level / 2)
+        features = project(pyramid, grid)  # channels-last
+        torch.testing.assert_close(features[..., :3], pyramid[level].permute(0, 2, 3, 1))
+        assert torch.all(features[..., 3] == level / 2)
     halfway = positions[0].clone()
-    halfway[:, 2] = 0.25  # between full resolution and the first halving
+    halfway[..., 2] = 0.25  # between full resolution and the first halving
     upsampled = F.interpolate(pyramid[1], scale_factor=2, mode="bilinear", align_corners=False)
-    torch.testing.assert_close(project(pyramid, halfway)[:, :3], (pyramid[0] + upsampled) / 2)
+    torch.testing.assert_close(project(pyramid, halfway)[..., :3], ((pyramid[0] + upsampled) / 2).permute(0, 2, 3, 1))
 
 
 def edge_list_attention(layer: GraphAttentionLayer, features: list[torch.Tensor], positions: list[torch.Tensor],
@@ -80,7 +80,7 @@ def test_grid_attention_equals_attention_over_the_explicit_edge_list():
     torch.manual_seed(0)
     graph = PyramidGraph(8, 12, 3)
     layer = GraphAttentionLayer(8, 2, dropout=0.0).eval()
-    features = [torch.randn(2, 8, rows, cols) for rows, cols in graph.shapes]
+    features = [torch.randn(2, rows, cols, 8) for rows, cols in graph.shapes]
     positions = [p + 0.02 * torch.randn_like(p) for p in graph.starting_positions(2)]
     with torch.no_grad():
         torch.testing.assert_close(as_nodes(layer(features, positions)),
@@ -94,12 +94,14 @@ def test_node_positions_are_learned_and_stay_in_the_unit_cube():
     assert network(images).shape == (2, 2, 16, 16)
     magnification_balanced_focal_loss(network, images, targets).backward()
     assert network.move[0][-1].weight.grad.abs().sum() > 0, "the loss reaches the position update"
+    assert all(torch.isfinite(p.grad).all() for p in network.parameters()), \
+        "edges beyond the border (scored -inf) leave every gradient finite"
     with torch.no_grad():
         network.move[0][-1].bias.fill_(5.0)  # push every node as far as it may go
         _, positions = network.level_outputs(images)
     start = PyramidGraph(16, 16, 3).starting_positions(2)
     for moved, grid in zip(positions, start):
-        assert moved.min() >= 0 and moved.max() <= 1 and not torch.equal(moved, grid)
+        assert moved.min() >= 0 and moved.max() <= 1 and not torch.equal(moved, grid.permute(0, 3, 1, 2))
 
 
 def test_positional_field_gives_every_magnification_the_same_total_weight():

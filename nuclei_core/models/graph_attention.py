@@ -59,13 +59,13 @@ class PyramidGraph:
         return torch.tensor([1 / cols, 1 / rows, 1 / max(self.levels - 1, 1)])
 
     def starting_positions(self, batch: int, device: torch.device | str = "cpu") -> list[torch.Tensor]:
-        """Every level's node positions (x, y, level) in [0, 1], each level a (B, 3, h, w) grid."""
+        """Every level's node positions (x, y, level) in [0, 1], each level a channels-last (B, h, w, 3) grid."""
         grids = []
         for level, (rows, cols) in enumerate(self.shapes):
             y, x = torch.meshgrid((torch.arange(rows, device=device) + 0.5) / rows,
                                   (torch.arange(cols, device=device) + 0.5) / cols, indexing="ij")
             z = torch.full_like(x, level / max(self.levels - 1, 1))
-            grids.append(torch.stack([x, y, z]).expand(batch, -1, -1, -1))
+            grids.append(torch.stack([x, y, z], dim=-1).expand(batch, -1, -1, -1))
         return grids
 
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,39 +106,47 @@ def image_pyramid(image: torch.Tensor, levels: int) -> list[torch.Tensor]:
 
 
 def project(pyramid: list[torch.Tensor], positions: torch.Tensor) -> torch.Tensor:
-    """Node features (B, C + 1, h, w) at ``positions`` (B, 3, h, w): the pyramid's colour, bilinear within a level
-    and linear between the two levels around the position's level coordinate, then that coordinate itself."""
-    grid = positions[:, :2].permute(0, 2, 3, 1) * 2 - 1  # grid_sample's [-1, 1] with align_corners=False
-    level = positions[:, 2:] * (len(pyramid) - 1)  # (B, 1, h, w)
+    """Node features (B, h, w, C + 1) at ``positions`` (B, h, w, 3): the colour of the (B, C, H, W) pyramid,
+    bilinear within a level and linear between the two levels around the position's level coordinate, then that
+    coordinate itself."""
+    grid = positions[..., :2] * 2 - 1  # grid_sample's [-1, 1] with align_corners=False
+    level = positions[..., 2:] * (len(pyramid) - 1)  # (B, h, w, 1)
     colour = sum(F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-                 * torch.relu(1 - (level - index).abs()) for index, image in enumerate(pyramid))
-    return torch.cat([colour, positions[:, 2:]], dim=1)
+                 .permute(0, 2, 3, 1) * torch.relu(1 - (level - index).abs()) for index, image in enumerate(pyramid))
+    return torch.cat([colour, positions[..., 2:]], dim=-1)
 
 
-def incoming(grids: list[torch.Tensor], level: int) -> list[torch.Tensor]:
-    """For every node of ``level``, the grids' values at the sources of its incoming edges, one (B, X, h, w) grid
-    per edge offset: the 9 king neighbours (self included; zeros beyond the border), then the node covering it
-    one level up, then the 4 it covers one level down."""
+def incoming(grids: list[torch.Tensor], level: int, border: float = 0.0) -> list[torch.Tensor]:
+    """For every node of ``level``, the channels-last grids' values at the sources of its incoming edges, one
+    (B, h, w, X) grid per edge offset: the 9 king neighbours (self included; ``border`` beyond the image's
+    border), then the node covering it one level up, then the 4 it covers one level down."""
     grid = grids[level]
-    height, width = grid.shape[-2:]
-    padded = F.pad(grid, (1, 1, 1, 1))
-    sources = [padded[..., 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    height, width = grid.shape[1:3]
+    padded = F.pad(grid, (0, 0, 1, 1, 1, 1), value=border)
+    sources = [padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     if level + 1 < len(grids):
-        sources.append(grids[level + 1].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1))
+        sources.append(grids[level + 1].repeat_interleave(2, dim=1).repeat_interleave(2, dim=2))
     if level > 0:
-        sources += [grids[level - 1][..., row::2, col::2] for row in (0, 1) for col in (0, 1)]
+        sources += [grids[level - 1][:, row::2, col::2] for row in (0, 1) for col in (0, 1)]
     return sources
 
 
-def _channel_norm(norm: nn.LayerNorm, grid: torch.Tensor) -> torch.Tensor:
-    """A LayerNorm over the channels of every node of a (B, C, h, w) grid."""
-    return norm(grid.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+class Pointwise(nn.Conv2d):
+    """A 1 x 1 convolution applied to channels-last (..., C) grids as one matrix product (its weights stored as
+    a Conv2d's, so weights files keep their layout)."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        return F.linear(grid, self.weight.flatten(1), self.bias)
 
 
 class GraphAttentionLayer(nn.Module):
     """Residual multi-head graph attention over the multi-magnification graph: GAT scores (LeakyReLU of a source
     and a target term) plus a learned term of the edge's positional offset, softmax over each node's incoming
-    edges, attention dropout. Works on the graph's levels as grids: an edge is a fixed neighbour offset."""
+    edges, attention dropout. Works on the graph's levels as channels-last grids: an edge is a fixed neighbour
+    offset."""
 
     def __init__(self, channels: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -146,34 +154,35 @@ class GraphAttentionLayer(nn.Module):
             raise ValueError(f"{channels} channels do not split into {heads} heads")
         self.heads, self.head_channels = heads, channels // heads
         self.norm = nn.LayerNorm(channels)
-        self.value = nn.Conv2d(channels, channels, 1, bias=False)
+        self.value = Pointwise(channels, channels, bias=False)
         self.source_score = nn.Parameter(torch.randn(heads, self.head_channels) / math.sqrt(self.head_channels))
         self.target_score = nn.Parameter(torch.randn(heads, self.head_channels) / math.sqrt(self.head_channels))
         self.position_score = nn.Linear(3, heads)
-        self.mix = nn.Conv2d(channels, channels, 1)
+        self.mix = Pointwise(channels, channels)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, features: list[torch.Tensor], positions: list[torch.Tensor]) -> list[torch.Tensor]:
-        """``features``: (B, C, h, w) per level; ``positions``: (B, 3, h, w) per level."""
-        values = [self.value(_channel_norm(self.norm, grid)) for grid in features]
-        heads = [v.view(v.shape[0], self.heads, self.head_channels, *v.shape[-2:]) for v in values]
+        """``features``: (B, h, w, C) per level; ``positions``: (B, h, w, 3) per level."""
+        values = [self.value(self.norm(grid)) for grid in features]
+        # every head's source and target score terms of a node, as one matrix product: (C, 2 x heads)
+        scoring = torch.cat([torch.block_diag(*self.source_score[..., None]),
+                             torch.block_diag(*self.target_score[..., None])], dim=1)
         # the positional term is linear in the edge's offset (source position minus target position), so it splits
         # into a term of the source and one of the target: an edge's score is LeakyReLU(source part + target part)
-        placed = [torch.einsum("bpyx,hp->bhyx", p, self.position_score.weight) for p in positions]
-        # each node's source part, and a 1 that marks real (not beyond-the-border) edges
-        carried = [torch.cat([torch.einsum("bhdyx,hd->bhyx", v, self.source_score) + w, torch.ones_like(w[:, :1])],
-                             dim=1) for v, w in zip(heads, placed)]
+        placed = [F.linear(p, self.position_score.weight) for p in positions]
+        parts = [(v @ scoring).split(self.heads, dim=-1) for v in values]
+        carried = [source + w for (source, _), w in zip(parts, placed)]  # each node's source part
         updated = []
-        for level, (grid, head) in enumerate(zip(features, heads)):
-            sources = torch.stack(incoming(carried, level), dim=2)  # (B, heads + 1, K, h, w)
-            target = (torch.einsum("bhdyx,hd->bhyx", head, self.target_score) - placed[level]
-                      + self.position_score.bias[None, :, None, None])
-            scores = F.leaky_relu(sources[:, :self.heads] + target[:, :, None], 0.2)
-            attention = self.dropout(torch.softmax(scores.masked_fill(sources[:, -1:] == 0, -torch.inf), dim=2))
+        for level, grid in enumerate(features):
+            # edges from beyond the border get a source part of -inf: no weight after the softmax
+            sources = torch.stack(incoming(carried, level, border=-torch.inf), dim=-1)  # (B, h, w, heads, K)
+            target = parts[level][1] - placed[level] + self.position_score.bias
+            attention = self.dropout(torch.softmax(F.leaky_relu(sources + target[..., None], 0.2), dim=-1))
+            head = values[level].view(*grid.shape[:3], self.heads, self.head_channels)
             messages = torch.zeros_like(head)  # summed in place: no temporary per edge
             for edge, value in enumerate(incoming(values, level)):
-                messages.addcmul_(value.view_as(head), attention[:, :, edge, None])
-            updated.append(grid + self.dropout(self.mix(F.elu(messages.reshape_as(grid)))))
+                messages.addcmul_(value.view_as(head), attention[..., edge, None])
+            updated.append(grid + self.dropout(self.mix(F.elu(messages.view_as(grid)))))
         return updated
 
 
@@ -188,33 +197,34 @@ class MultiMagnificationGAT(nn.Module):
             raise ValueError("position_updates must be between 1 and the number of layers")
         self.levels = levels
         self.size_multiple = 2 ** (levels - 1)
-        self.embed = nn.Conv2d(in_channels + 1, channels, 1)
-        self.reproject = nn.ModuleList(nn.Conv2d(in_channels + 1, channels, 1) for _ in range(position_updates))
-        self.move = nn.ModuleList(nn.Sequential(nn.Conv2d(channels + 3, channels, 1), nn.ReLU(),
-                                                nn.Conv2d(channels, 3, 1)) for _ in range(position_updates))
+        self.embed = Pointwise(in_channels + 1, channels)
+        self.reproject = nn.ModuleList(Pointwise(in_channels + 1, channels) for _ in range(position_updates))
+        self.move = nn.ModuleList(nn.Sequential(Pointwise(channels + 3, channels), nn.ReLU(),
+                                                Pointwise(channels, 3)) for _ in range(position_updates))
         for mover in self.move:  # nodes start on their grid
             nn.init.zeros_(mover[-1].weight)
             nn.init.zeros_(mover[-1].bias)
         self.layers = nn.ModuleList(GraphAttentionLayer(channels, heads, dropout) for _ in range(layers))
         self.update_after = {round((i + 1) * layers / (position_updates + 1)) - 1: i for i in range(position_updates)}
         self.norm = nn.LayerNorm(channels)
-        self.head = nn.Conv2d(channels, out_channels, 1)
+        self.head = Pointwise(channels, out_channels)
 
     def level_outputs(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Logits (B, out, h, w) and final node positions (B, 3, h, w) of every level, full resolution first."""
         graph = PyramidGraph(*images.shape[-2:], self.levels)
         positions = graph.starting_positions(images.shape[0], images.device)
-        spacing = [graph.spacing(level).to(images.device).view(1, 3, 1, 1) for level in range(self.levels)]
+        spacing = [graph.spacing(level).to(images.device) for level in range(self.levels)]
         pyramid = image_pyramid(images, self.levels)
-        features = [self.embed(project(pyramid, p)) for p in positions]
+        features = [self.embed(project(pyramid, p)) for p in positions]  # channels-last grids from here on
         for index, layer in enumerate(self.layers):
             features = layer(features, positions)
             if index in self.update_after:
                 mover, reproject = self.move[self.update_after[index]], self.reproject[self.update_after[index]]
-                positions = [(p + torch.tanh(mover(torch.cat([f, p], dim=1))) * step).clamp(0, 1)
+                positions = [(p + torch.tanh(mover(torch.cat([f, p], dim=-1))) * step).clamp(0, 1)
                              for f, p, step in zip(features, positions, spacing)]
                 features = [f + reproject(project(pyramid, p)) for f, p in zip(features, positions)]
-        return [self.head(_channel_norm(self.norm, f)) for f in features], positions
+        return ([self.head(self.norm(f)).permute(0, 3, 1, 2) for f in features],
+                [p.permute(0, 3, 1, 2) for p in positions])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.level_outputs(images)[0][0]
