@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.slide_speed import SAMPLE, cli_speed_section, timed  # noqa: E402
-from nuclei_core.models.graph_attention import MultiMagnificationGAT, PyramidGraph  # noqa: E402
+from nuclei_core.models.graph_attention import PyramidGraph  # noqa: E402
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, NucleusSegmenter  # noqa: E402
 
 TILE_SIDES = (0, 256, 512, 1024)  # 0: the same process without a forward pass (its base memory)
@@ -58,7 +58,7 @@ def graph_tile_memory(model: NucleusSegmenter, device: str) -> list[dict]:
     return rows
 
 
-def training_step_seconds(network: MultiMagnificationGAT, batch: int, side: int, steps: int, device: str) -> float:
+def training_step_seconds(network: torch.nn.Module, batch: int, side: int, steps: int, device: str) -> float:
     """Median wall seconds of one training step (forward, BCE, backward, Adam) on random ``batch`` x ``side``²
     patches, after one warm-up step."""
     network.to(device).train()
@@ -85,8 +85,7 @@ def training_rows(config: dict, steps: int, device: str, largest: int) -> list[d
     rows = []
     for channels in (int(config["channels"]), WIDER_CHANNELS):
         torch.manual_seed(0)
-        network = MultiMagnificationGAT(levels=int(config["levels"]), channels=channels, heads=int(config["heads"]),
-                                        layers=int(config["layers"]), position_updates=int(config["position_updates"]))
+        network = NucleusSegmenter.build_network({**config, "channels": channels})
         for batch, side in TRAINING_BATCHES:
             if batch * side * side > largest:
                 continue
