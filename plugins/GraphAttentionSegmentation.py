@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 
 from nuclei_core.cli import main as run_cli
-from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, GraphAttentionSegmenter
+from nuclei_core.models.segmenter import GRAPH_ATTENTION, GraphAttentionSegmenter, shipped_weights
 from plugins.R2UNetSegmentation import model_overrides
 
 
 def choose_model(args: argparse.Namespace) -> tuple[type[GraphAttentionSegmenter], Path]:
-    """The segmenter with the shipped graph attention weights."""
-    return GraphAttentionSegmenter, DEFAULT_WEIGHTS[GRAPH_ATTENTION]
+    """The segmenter with the shipped graph attention weights for the chosen image type."""
+    return GraphAttentionSegmenter, shipped_weights(GRAPH_ATTENTION, args.image_modality)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from shapely.geometry import Point, Polygon
 
 from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance_folder, load_instance_set
 from nuclei_core.errors import InputError
+from nuclei_core.intensity import MIN_STRETCH_RANGE, STRETCH_PERCENTILES, stretch_intensity
 from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.r2unet import RecurrentConv
@@ -18,6 +19,7 @@ from nuclei_core.models.segmenter import (
     ARCHITECTURES,
     DEFAULT_CONFIG,
     DEFAULT_WEIGHTS,
+    GRAPH_ATTENTION,
     IMAGE_MODALITIES,
     NucleusSegmenter,
     shipped_weights,
@@ -98,7 +100,7 @@ def test_instance_sets_keep_validation_apart_from_training(shared_data):
     assert item.image.shape[:2] == item.labels.shape and item.modality == "he"
 
 
-@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("architecture", (*ARCHITECTURES, GRAPH_ATTENTION))
 @pytest.mark.parametrize("image_modality", IMAGE_MODALITIES)
 def test_shipped_weights_are_fp16_with_tuned_thresholds(architecture, image_modality):
     weights = shipped_weights(architecture, image_modality)
@@ -215,6 +217,37 @@ def test_scale_jitter_enlarges_the_nuclei_of_patches_and_their_targets() -> None
     assert min(jittered) >= plain[0] - 1 and max(jittered) > 1.3 * plain[0]
 
 
+def test_intensity_stretch_brightens_dim_nuclei_but_not_empty_background() -> None:
+    rng = np.random.default_rng(0)
+    dim = rng.integers(2, 8, (64, 64, 3)).astype(np.uint8)
+    dim[20:30, 20:30] = 25
+    stretched = stretch_intensity(dim)
+    assert stretched[20:30, 20:30].mean() > 150 and stretched[:15].mean() < 40
+    empty = rng.integers(2, 8, (64, 64, 3)).astype(np.uint8)
+    assert stretch_intensity(empty).max() <= 8 * 255 / MIN_STRETCH_RANGE + 1  # noise is not blown up to nuclei
+
+
+def test_weights_trained_on_stretched_images_see_any_exposure_alike(shared_data, tmp_path):
+    output = tmp_path / "stretched.pt"
+    train_segmenter.main(["--architecture", "MM-GAT", "--loss", "bce", "--dataset", "dsb2018", "--only-modality",
+                          "fluorescence", "--intensity-stretch", "--train-images", "2", "--val-images", "1",
+                          "--steps", "1", "--eval-every", "1", "--batch-size", "2", "--patch-size", "32",
+                          "--graph-channels", "8", "--graph-layers", "2", "--output", str(output)])
+    model = NucleusSegmenter.from_weights(output)
+    assert model.config["intensity_stretch"] is True
+    item = next(i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence"
+                and np.ptp(np.percentile(i.image, STRETCH_PERCENTILES)) > 3 * MIN_STRETCH_RANGE)
+    exposures = np.stack([item.image, item.image // 3])  # the same nuclei, a third as bright
+
+    def seen_difference() -> float:  # what the network is given for the two exposures
+        seen = model.preprocess(exposures)
+        return float((seen[0] - seen[1]).abs().mean() / seen[0].mean())
+
+    assert seen_difference() < 0.1  # what remains is the rounding of the dimmer copy
+    model.config["intensity_stretch"] = False
+    assert seen_difference() > 0.5
+
+
 def test_a_wider_graph_attention_network_trains_and_must_match_its_start(shared_data, tmp_path):
     output = tmp_path / "wide_gat.pt"
     arguments = ["--architecture", "MM-GAT", "--loss", "bce", "--dataset", "dsb2018", "--train-images", "1",
@@ -309,7 +342,10 @@ def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
     assert {"Area µm^2", "Perimeter µm", "Eccentricity", "Circularity"} <= set(features[0]["properties"]["measurements"])
 
 
-def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path):
+@pytest.mark.parametrize("cli, network, expected", [
+    ("R2UNetSegmentation", ["--architecture", "U-Net"], ("unet_nuclei", "unet_fluorescence")),
+    ("GraphAttentionSegmentation", [], ("mmgat_bce_nuclei", "mmgat_fluorescence"))])
+def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path, cli, network, expected):
     from PIL import Image
 
     item = next(i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence")
@@ -319,12 +355,12 @@ def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path):
     versions = {}
     for modality in IMAGE_MODALITIES:
         out = tmp_path / f"{modality}.anot"
-        assert plugins_main(["R2UNetSegmentation", str(image), str(out), "--input_mag", "40", "--min_fgnd_frac", "0",
-                             "--architecture", "U-Net", "--image_modality", modality]) == 0
+        assert plugins_main([cli, str(image), str(out), "--input_mag", "40", "--min_fgnd_frac", "0", *network,
+                             "--image_modality", modality]) == 0
         document = json.loads(out.read_text())
         versions[modality] = document["attributes"]["weights_version"]
         assert abs(len(document["elements"]) - true_count) <= 0.3 * true_count + 3  # about the true nuclei
-    assert versions == {"brightfield": "unet_nuclei", "fluorescence": "unet_fluorescence"}
+    assert (versions["brightfield"], versions["fluorescence"]) == expected
 
 
 def test_cli_refuses_an_out_of_range_threshold(sample_svs, tmp_path, capsys):

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..intensity import stretch_intensity
 from ..nuclei import Nuclei
 from ..postprocess.instances import label_map_to_nuclei, split_instances
 from .base import WEIGHTS_DIR, NucleusModel
@@ -21,9 +22,10 @@ ARCHITECTURES = ("R2U-Net", "U-Net")  # the R2UNetSegmentation CLI's choices
 GRAPH_ATTENTION = "MM-GAT"  # the GraphAttentionSegmentation CLI's network
 DEFAULT_WEIGHTS = {"R2U-Net": WEIGHTS_DIR / "r2unet_nuclei.pt", "U-Net": WEIGHTS_DIR / "unet_nuclei.pt",
                    GRAPH_ATTENTION: WEIGHTS_DIR / "mmgat_bce_nuclei.pt"}
-IMAGE_MODALITIES = ("brightfield", "fluorescence")  # the R2UNetSegmentation CLI's image types (H&E is brightfield)
+IMAGE_MODALITIES = ("brightfield", "fluorescence")  # the segmentation CLIs' image types (H&E is brightfield)
 FLUORESCENCE_WEIGHTS = {"R2U-Net": WEIGHTS_DIR / "r2unet_fluorescence.pt",
-                        "U-Net": WEIGHTS_DIR / "unet_fluorescence.pt"}
+                        "U-Net": WEIGHTS_DIR / "unet_fluorescence.pt",
+                        GRAPH_ATTENTION: WEIGHTS_DIR / "mmgat_fluorescence.pt"}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "architecture": "R2U-Net",
@@ -34,6 +36,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "min_area": 30,
     "flip_averaging": False,
     "nucleus_area_target": 0,  # px; > 0: images of unknown pixel size are rescaled to nuclei of about this area
+    "intensity_stretch": False,  # each tile's intensity percentiles stretched first (fluorescence weights)
 }
 RESCALE_RANGE = (0.75, 2.0)  # the factors an image of unknown pixel size may be resampled by
 RESCALE_TOLERANCE = 1.1  # rescaling by less than this factor (either way) is skipped
@@ -51,8 +54,8 @@ def default_config(architecture: str) -> dict[str, Any]:
 
 
 def shipped_weights(architecture: str, image_modality: str = "brightfield") -> Path:
-    """The shipped weights of an R2U-Net / U-Net for images of this modality: the fluorescence specialists for
-    fluorescence, else the weights trained on H&E, brightfield and fluorescence together."""
+    """The shipped weights of an R2U-Net, U-Net or MM-GAT for images of this modality: the fluorescence specialists
+    for fluorescence, else the weights trained on H&E, brightfield and fluorescence together."""
     return FLUORESCENCE_WEIGHTS[architecture] if image_modality == "fluorescence" else DEFAULT_WEIGHTS[architecture]
 
 
@@ -85,6 +88,13 @@ class NucleusSegmenter(NucleusModel):
     @property
     def size_multiple(self) -> int:
         return self.network.size_multiple
+
+    def preprocess(self, tiles: np.ndarray) -> torch.Tensor:
+        """As every model, after each tile's intensity stretch (:func:`stretch_intensity`) where the weights were
+        trained on stretched images."""
+        if self.config.get("intensity_stretch"):
+            tiles = np.stack([stretch_intensity(tile) for tile in tiles])
+        return super().preprocess(tiles)
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
         """Foreground and marker probabilities; with ``flip_averaging`` the mean over the four flips."""

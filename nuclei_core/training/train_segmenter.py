@@ -13,6 +13,9 @@ The shipped weights (their model cards give the exact commands)::
     python -m nuclei_core.training.train_segmenter --architecture R2U-Net --dataset dsb2018 \
         --only-modality fluorescence --init-weights nuclei_core/models/weights/r2unet_nuclei.pt \
         --learning-rate 3e-4 --steps 3000 --output nuclei_core/models/weights/r2unet_fluorescence.pt
+    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce --dataset dsb2018 \
+        --only-modality fluorescence --intensity-stretch --val-images 10 --steps 2400 --eval-every 300 \
+        --batch-size 8 --patch-size 64 --output nuclei_core/models/weights/mmgat_fluorescence.pt
 
 Fine-tune on your own images and instance label maps (same file names)::
 
@@ -24,6 +27,7 @@ Fine-tune on your own images and instance label maps (same file names)::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 
 import numpy as np
@@ -38,6 +42,7 @@ from ..data.instance_sets import (
     load_instance_folder,
     load_instance_set,
 )
+from ..intensity import stretch_intensity
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
 from ..models.segmenter import (ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_CONFIG, NucleusSegmenter,
@@ -189,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stain-jitter", type=float, default=0.05, help="HED stain augmentation on H&E images")
     parser.add_argument("--scale-jitter", type=float, default=0.0,
                         help="patches rescaled by 1 +- this (0: none; e.g. 0.5 shows nuclei up to 1.5x their size)")
+    parser.add_argument("--intensity-stretch", action="store_true",
+                        help="stretch each image's intensity percentiles (1st -> 0, 99.8th -> 255) before the network, "
+                             "in training and in every later use of the weights (fluorescence of any exposure)")
     parser.add_argument("--graph-channels", type=int, default=GRAPH_ATTENTION_CONFIG["channels"],
                         help=f"{GRAPH_ATTENTION} only: channels of every graph attention layer")
     parser.add_argument("--graph-layers", type=int, default=GRAPH_ATTENTION_CONFIG["layers"],
@@ -237,7 +245,11 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.manual_seed(args.seed)
     sizes = graph_size if args.architecture == GRAPH_ATTENTION else {}
-    model = NucleusSegmenter({**default_config(args.architecture), **sizes, "loss": args.loss}, device=device)
+    model = NucleusSegmenter({**default_config(args.architecture), **sizes, "loss": args.loss,
+                              "intensity_stretch": args.intensity_stretch}, device=device)
+    if args.intensity_stretch:  # validation images are stretched by the model itself
+        train_sets = [[dataclasses.replace(item, image=stretch_intensity(item.image)) for item in items]
+                      for items in train_sets]
     if args.init_weights:
         load_start_weights(model, NucleusSegmenter.from_weights(args.init_weights), args.init_weights,
                            ARCHITECTURE_KEYS)
