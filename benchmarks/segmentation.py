@@ -31,6 +31,7 @@ from nuclei_core.metrics.segmentation import (  # noqa: E402
     average_f1,
     dice,
     dsb_mean_average_precision,
+    error_anatomy,
     matches_over_thresholds,
     panoptic_quality,
 )
@@ -60,7 +61,8 @@ def label_scores(labels: np.ndarray, truth: np.ndarray, modality: str) -> dict:
             "map": dsb_mean_average_precision(labels, truth), "f1": average_f1(labels, truth),
             "recall_07": matched_07 / n_true if n_true else 1.0,
             "overlap": int((predicted & true).sum()), "pixels": int(predicted.sum() + true.sum()),
-            "tp": pq["tp"], "fp": pq["fp"], "fn": pq["fn"], "iou_sum": pq["sq"] * pq["tp"]}
+            "tp": pq["tp"], "fp": pq["fp"], "fn": pq["fn"], "iou_sum": pq["sq"] * pq["tp"],
+            "anatomy": error_anatomy(labels, truth)}
 
 
 def modality_group(item: InstanceAnnotatedImage) -> str:
@@ -89,6 +91,18 @@ def summarise(rows: list[dict]) -> dict:
             "AJI": float(np.mean([r["aji"] for r in rows])), "DSB mean AP": float(np.mean([r["map"] for r in rows])),
             "average F1": float(np.mean([r["f1"] for r in rows])),
             "recall@0.7": float(np.mean([r["recall_07"] for r in rows])), "PQ": dq * sq}
+
+
+def error_shares(rows: list[dict]) -> dict:
+    """:func:`error_anatomy` pooled over images: the shares of true nuclei matched (IoU > 0.5), merged, split and
+    missed, spurious predictions per true nucleus, and the mean IoU of the matched ones (PQ's SQ)."""
+    totals = {k: sum(r["anatomy"][k] for r in rows) for k in rows[0]["anatomy"]}
+    n_true = max(totals["true"], 1)
+    tp = sum(r["tp"] for r in rows)
+    return {"images": len(rows), "true nuclei": totals["true"],
+            **{k: totals[k] / n_true for k in ("matched", "merged", "split", "missed")},
+            "spurious per true": totals["spurious"] / n_true,
+            "matched IoU": sum(r["iou_sum"] for r in rows) / tp if tp else 0.0}
 
 
 def score_test_sets(models: dict[str, NucleusSegmenter], labels: list[str], data: Path) -> dict[tuple[str, str], list[dict]]:

@@ -16,7 +16,7 @@ from nuclei_core.agreement import MATCH_CLASSES, agree, parse_class_map
 from nuclei_core.errors import InputError
 from nuclei_core.evaluate import evaluate_nuclei
 from nuclei_core.metrics.polygons import contour_scores
-from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dice, panoptic_quality
+from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dice, error_anatomy, panoptic_quality
 from nuclei_core.nuclei import Nuclei
 from nuclei_core.outputs.readers import read_nuclei_and_regions
 from nuclei_core.region import parse_region
@@ -71,8 +71,20 @@ def test_outline_scores_by_hand():
     assert (scores["tp"], scores["fp"], scores["fn"]) == (1, 1, 1)
     assert scores["dq"] == pytest.approx(0.5) and scores["sq"] == pytest.approx(0.9)
     assert scores["pq"] == pytest.approx(0.45)
+    # the half outline (IoU 0.5, not above) is a poor find of the first nucleus, not a spurious outline
+    assert (scores["merged_nuclei"], scores["split_nuclei"], scores["missed_nuclei"]) == (0, 0, 1)
+    assert scores["spurious_outlines"] == 0
     assert contour_scores([], [])["dice"] == 1.0
     assert contour_scores(PRED_RINGS, [])["aji"] == 0.0
+
+
+def test_outline_errors_merged_split_and_spurious():
+    truth = [box(0, 0, 10, 10), box(10, 0, 20, 10), box(40, 0, 60, 10)]
+    predicted = [box(0, 0, 20, 10), box(40, 0, 50, 10), box(50, 0, 60, 10), box(100, 100, 110, 110)]
+    scores = contour_scores(predicted, truth)
+    assert scores["tp"] == 0
+    assert (scores["merged_nuclei"], scores["split_nuclei"], scores["missed_nuclei"]) == (2, 1, 0)
+    assert scores["spurious_outlines"] == 1
 
 
 def test_outline_scores_equal_the_label_map_scores_on_pixel_rectangles():
@@ -88,6 +100,10 @@ def test_outline_scores_equal_the_label_map_scores_on_pixel_rectangles():
     assert scores["dice"] == pytest.approx(dice(maps[0], maps[1]))
     assert scores["aji"] == pytest.approx(aggregated_jaccard_index(maps[0], maps[1]))
     assert scores["pq"] == pytest.approx(panoptic_quality(maps[0], maps[1])["pq"])
+    anatomy = error_anatomy(maps[0], maps[1])
+    assert [scores[f"{k}_nuclei"] for k in ("merged", "split", "missed")] == [anatomy[k] for k in
+                                                                              ("merged", "split", "missed")]
+    assert scores["spurious_outlines"] == anatomy["spurious"]
 
 
 def test_classes_scored_over_matched_pairs_with_renamed_classes():

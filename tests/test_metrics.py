@@ -14,6 +14,7 @@ from nuclei_core.metrics import (
     dice,
     average_f1,
     dsb_mean_average_precision,
+    error_anatomy,
     match_points,
     multiclass_count_r2,
     multiclass_panoptic_quality,
@@ -415,3 +416,25 @@ def test_classification_report_agrees_with_scikit_learn():
 def test_auc_is_nan_for_a_class_without_examples_and_one_for_perfect_ranking():
     auc = one_vs_rest_auc(np.array([[0.9, 0.1, 0.0], [0.2, 0.8, 0.0]]), np.array([0, 1]))
     assert auc[0] == auc[1] == 1.0 and np.isnan(auc[2])
+
+
+def test_error_anatomy_sorts_each_true_nucleus_into_one_class():
+    true = np.zeros((8, 12), dtype=np.int32)
+    pred = np.zeros_like(true)
+    true[0:2, 0:2], pred[0:2, 0:2] = 1, 1  # matched exactly
+    true[0:2, 4:6], true[0:2, 7:9], pred[0:2, 4:9] = 2, 3, 2  # one prediction over two nuclei: IoU 0.4 each
+    true[4:6, 0:4], pred[4:6, 0:2], pred[4:6, 2:4] = 4, 3, 4  # one nucleus in two halves: IoU 0.5, not above
+    true[4:6, 6:8] = 5  # nothing found
+    true[7, 0:4], pred[7, 0] = 6, 6  # one pixel of four: IoU 0.25, missed, the prediction not spurious
+    pred[7, 9:12] = 7  # on background
+    assert error_anatomy(pred, true) == {"true": 6, "matched": 1, "merged": 2, "split": 1, "missed": 2,
+                                         "spurious": 1}
+
+
+def test_error_anatomy_of_perfect_and_empty_predictions():
+    true = np.zeros((6, 6), dtype=np.int32)
+    true[1:3, 1:3], true[4:6, 4:6] = 1, 2
+    assert error_anatomy(true, true) == {"true": 2, "matched": 2, "merged": 0, "split": 0, "missed": 0,
+                                         "spurious": 0}
+    assert error_anatomy(np.zeros_like(true), true)["missed"] == 2
+    assert error_anatomy(true, np.zeros_like(true))["spurious"] == 2

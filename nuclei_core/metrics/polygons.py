@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from shapely import STRtree
 
-from .segmentation import InstanceOverlap, aji_from_overlap, panoptic_from_overlap
+from .segmentation import InstanceOverlap, aji_from_overlap, anatomy_from_overlap, panoptic_from_overlap
 
 
 def as_polygons(contours: Sequence[np.ndarray]) -> np.ndarray:
@@ -43,7 +43,12 @@ def polygon_dice(pred: Sequence[np.ndarray], true: Sequence[np.ndarray]) -> floa
 
 
 def contour_scores(pred: Sequence[np.ndarray], true: Sequence[np.ndarray]) -> dict[str, float]:
-    """Dice, AJI and panoptic quality (with DQ, SQ and the matched counts at IoU > 0.5) of two sets of outlines."""
+    """Dice, AJI and panoptic quality (with DQ, SQ and the matched counts at IoU > 0.5) of two sets of outlines,
+    and what became of the unmatched true nuclei (merged, split, missed) and how many outlines are spurious
+    (:func:`~nuclei_core.metrics.segmentation.error_anatomy`)."""
     overlap = polygon_overlap(pred, true)
+    anatomy = anatomy_from_overlap(overlap)
     return {"dice": polygon_dice(pred, true), "aji": aji_from_overlap(overlap),
-            **panoptic_from_overlap(overlap)}
+            **panoptic_from_overlap(overlap),
+            **{f"{kind}_nuclei": anatomy[kind] for kind in ("merged", "split", "missed")},
+            "spurious_outlines": anatomy["spurious"]}

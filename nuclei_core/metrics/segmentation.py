@@ -301,3 +301,36 @@ def average_f1(pred: np.ndarray, true: np.ndarray, thresholds: Sequence[float] =
     if n_pred == 0 and n_true == 0:
         return 1.0
     return float(np.mean([2 * tp / (n_pred + n_true) for tp in tps]))
+
+
+def anatomy_from_overlap(ov: InstanceOverlap) -> dict[str, int]:
+    """What became of each true nucleus, and how many predictions are spurious (see :func:`error_anatomy`)."""
+    n_pred, n_true = ov.pred_area.size, ov.true_area.size
+    pairs = _match(ov, 0.5)
+    matched_true = np.zeros(n_true, dtype=bool)
+    matched_true[ov.true_idx[pairs]] = True
+    matched_pred = np.zeros(n_pred, dtype=bool)
+    matched_pred[ov.pred_idx[pairs]] = True
+    covers = ov.inter > 0.5 * ov.true_area[ov.true_idx]  # the prediction holds most of the true nucleus
+    inside = ov.inter > 0.5 * ov.pred_area[ov.pred_idx]  # the prediction lies mostly in the true nucleus
+    nuclei_covered = np.bincount(ov.pred_idx[covers], minlength=n_pred)
+    merged = np.zeros(n_true, dtype=bool)
+    merged[ov.true_idx[covers & (nuclei_covered[ov.pred_idx] >= 2)]] = True
+    merged &= ~matched_true
+    split = (np.bincount(ov.true_idx[inside], minlength=n_true) >= 2) & ~matched_true & ~merged
+    on_nuclei = np.bincount(ov.pred_idx, weights=ov.inter, minlength=n_pred)
+    spurious = ~matched_pred & (on_nuclei < 0.5 * ov.pred_area)
+    return {"true": int(n_true), "matched": int(matched_true.sum()), "merged": int(merged.sum()),
+            "split": int(split.sum()), "missed": int(n_true - matched_true.sum() - merged.sum() - split.sum()),
+            "spurious": int(spurious.sum())}
+
+
+def error_anatomy(pred: np.ndarray, true: np.ndarray) -> dict[str, int]:
+    """What became of each true nucleus, and how many predictions are spurious.
+
+    Each true nucleus falls in exactly one class: ``matched`` (a prediction with IoU > 0.5, one-to-one as in PQ);
+    else ``merged`` (the prediction covering most of it covers most of another true nucleus too); else ``split``
+    (two or more predictions lie mostly inside it); else ``missed`` (found poorly or not at all). ``spurious``
+    counts unmatched predictions lying mostly on background; ``true`` is the number of true nuclei.
+    """
+    return anatomy_from_overlap(_overlap(pred, true))

@@ -38,6 +38,8 @@ def _summary_lines(metrics: dict[str, Any]) -> list[str]:
     if metrics.get("outlines"):
         o = metrics["outlines"]
         lines.append(f"Dice {o['dice']:.3f}   AJI {o['aji']:.3f}   PQ {o['pq']:.3f}")
+        lines.append(f"true nuclei merged {o['merged_nuclei']}   split {o['split_nuclei']}   "
+                     f"missed {o['missed_nuclei']}   spurious outlines {o['spurious_outlines']}")
     if metrics.get("classification"):
         c = metrics["classification"]
         lines.append(f"classes: accuracy {c['accuracy']:.3f}   weighted F1 {c['weighted_f1']:.3f}   "
