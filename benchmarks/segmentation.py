@@ -27,13 +27,15 @@ from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance_set  # noqa: E402
 from nuclei_core.metrics.segmentation import (  # noqa: E402
-    aggregated_jaccard_index,
-    average_f1,
+    DSB_THRESHOLDS,
+    aji_from_overlap,
+    anatomy_from_overlap,
+    average_f1_from_matches,
     dice,
-    dsb_mean_average_precision,
-    error_anatomy,
-    matches_over_thresholds,
-    panoptic_quality,
+    dsb_map_from_matches,
+    label_overlap,
+    matches_from_overlap,
+    panoptic_from_overlap,
 )
 from nuclei_core.models.segmenter import (  # noqa: E402
     ARCHITECTURES,
@@ -53,16 +55,19 @@ TEST_SETS = {"DSB2018 stage1_test": "dsb2018", "MoNuSeg test": "monuseg", "CoNSe
 
 
 def label_scores(labels: np.ndarray, truth: np.ndarray, modality: str) -> dict:
-    """Every figure of one predicted label map, plus the pixel and PQ counts that pool over images."""
-    pq = panoptic_quality(labels, truth)
+    """Every figure of one predicted label map, plus the pixel and PQ counts that pool over images (the instance
+    overlaps and matches computed once for all of them)."""
+    overlap = label_overlap(labels, truth)
+    pq = panoptic_from_overlap(overlap)
+    matches = matches_from_overlap(overlap, DSB_THRESHOLDS)
+    n_true = matches[2]
     predicted, true = labels > 0, truth > 0
-    (matched_07,), _, n_true = matches_over_thresholds(labels, truth, (0.7,))
-    return {"modality": modality, "dice": dice(labels, truth), "aji": aggregated_jaccard_index(labels, truth),
-            "map": dsb_mean_average_precision(labels, truth), "f1": average_f1(labels, truth),
-            "recall_07": matched_07 / n_true if n_true else 1.0,
+    return {"modality": modality, "dice": dice(labels, truth), "aji": aji_from_overlap(overlap),
+            "map": dsb_map_from_matches(*matches), "f1": average_f1_from_matches(*matches),
+            "recall_07": matches[0][DSB_THRESHOLDS.index(0.7)] / n_true if n_true else 1.0,
             "overlap": int((predicted & true).sum()), "pixels": int(predicted.sum() + true.sum()),
             "tp": pq["tp"], "fp": pq["fp"], "fn": pq["fn"], "iou_sum": pq["sq"] * pq["tp"],
-            "anatomy": error_anatomy(labels, truth)}
+            "anatomy": anatomy_from_overlap(overlap)}
 
 
 def modality_group(item: InstanceAnnotatedImage) -> str:
@@ -81,28 +86,31 @@ def image_scores(model: NucleusSegmenter, item: InstanceAnnotatedImage) -> dict:
     return label_scores(labels, item.labels, modality_group(item))
 
 
+def matched_iou(rows: list[dict]) -> float:
+    """The mean IoU of the matched (IoU > 0.5) pairs of all the images: PQ's SQ, pooled."""
+    tp = sum(r["tp"] for r in rows)
+    return sum(r["iou_sum"] for r in rows) / tp if tp else 0.0
+
+
 def summarise(rows: list[dict]) -> dict:
     """Means over images, and pooled Dice / PQ."""
     tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
     dq = tp / (tp + 0.5 * fp + 0.5 * fn) if tp else 0.0
-    sq = sum(r["iou_sum"] for r in rows) / tp if tp else 0.0
     return {"images": len(rows), "Dice": float(np.mean([r["dice"] for r in rows])),
             "pooled Dice": 2 * sum(r["overlap"] for r in rows) / max(1, sum(r["pixels"] for r in rows)),
             "AJI": float(np.mean([r["aji"] for r in rows])), "DSB mean AP": float(np.mean([r["map"] for r in rows])),
             "average F1": float(np.mean([r["f1"] for r in rows])),
-            "recall@0.7": float(np.mean([r["recall_07"] for r in rows])), "PQ": dq * sq}
+            "recall@0.7": float(np.mean([r["recall_07"] for r in rows])), "PQ": dq * matched_iou(rows)}
 
 
 def error_shares(rows: list[dict]) -> dict:
-    """:func:`error_anatomy` pooled over images: the shares of true nuclei matched (IoU > 0.5), merged, split and
-    missed, spurious predictions per true nucleus, and the mean IoU of the matched ones (PQ's SQ)."""
+    """:func:`~nuclei_core.metrics.segmentation.error_anatomy` pooled over images: the shares of true nuclei matched
+    (IoU > 0.5), merged, split and missed, spurious predictions per true nucleus, and :func:`matched_iou`."""
     totals = {k: sum(r["anatomy"][k] for r in rows) for k in rows[0]["anatomy"]}
     n_true = max(totals["true"], 1)
-    tp = sum(r["tp"] for r in rows)
     return {"images": len(rows), "true nuclei": totals["true"],
             **{k: totals[k] / n_true for k in ("matched", "merged", "split", "missed")},
-            "spurious per true": totals["spurious"] / n_true,
-            "matched IoU": sum(r["iou_sum"] for r in rows) / tp if tp else 0.0}
+            "spurious per true": totals["spurious"] / n_true, "matched IoU": matched_iou(rows)}
 
 
 def score_test_sets(models: dict[str, NucleusSegmenter], labels: list[str], data: Path) -> dict[tuple[str, str], list[dict]]:

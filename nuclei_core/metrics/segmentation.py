@@ -62,7 +62,9 @@ class _LabelOverlap(InstanceOverlap):
     true_lab: np.ndarray
 
 
-def _overlap(pred: np.ndarray, true: np.ndarray) -> _LabelOverlap:
+def label_overlap(pred: np.ndarray, true: np.ndarray) -> _LabelOverlap:
+    """The instances of two label maps and every pair that shares pixels: compute it once for several
+    ``*_from_overlap`` scores of the same maps."""
     pred, true = _check_label_maps(pred, true)
     pred_lab, pred_area = _relabel(pred)
     true_lab, true_area = _relabel(true)
@@ -136,7 +138,7 @@ def aggregated_jaccard_index(pred: np.ndarray, true: np.ndarray) -> float:
     overlaps no prediction adds its area to U. Every predicted instance never chosen
     adds its area to U. AJI = I / U.
     """
-    return aji_from_overlap(_overlap(pred, true))
+    return aji_from_overlap(label_overlap(pred, true))
 
 
 def _pq_from_counts(tp: int, fp: int, fn: int, iou_sum: float) -> dict[str, float]:
@@ -166,7 +168,7 @@ def panoptic_quality(
     when IoU > ``iou_threshold``. SQ is the mean IoU of matched pairs (0 without
     matches), DQ = TP / (TP + FP/2 + FN/2), PQ = DQ * SQ; all 1.0 when both are empty.
     """
-    return panoptic_from_overlap(_overlap(pred, true), iou_threshold)
+    return panoptic_from_overlap(label_overlap(pred, true), iou_threshold)
 
 
 def _instance_classes(inst_lab: np.ndarray, n_inst: int, type_map: np.ndarray) -> np.ndarray:
@@ -212,7 +214,7 @@ class PanopticAccumulator:
         for inst, types in ((pred_inst, pred_type), (true_inst, true_type)):
             if np.shape(types) != np.shape(inst):
                 raise ValueError("type map and instance map differ in shape")
-        ov = _overlap(pred_inst, true_inst)
+        ov = label_overlap(pred_inst, true_inst)
         pred_cls = _instance_classes(ov.pred_lab, ov.pred_area.size, np.asarray(pred_type))
         true_cls = _instance_classes(ov.true_lab, ov.true_area.size, np.asarray(true_type))
         same_class = pred_cls[ov.pred_idx] == true_cls[ov.true_idx]
@@ -273,11 +275,23 @@ def multiclass_count_r2(pred_counts: np.ndarray, true_counts: np.ndarray) -> dic
     return {"per_class": r2.tolist(), "r2": float(r2.mean())}
 
 
+def matches_from_overlap(ov: InstanceOverlap,
+                         thresholds: Sequence[float] = DSB_THRESHOLDS) -> tuple[list[int], int, int]:
+    """One-to-one matches (IoU > t) at each threshold t, and the numbers of predicted and true instances."""
+    return [_match(ov, float(t)).size for t in thresholds], ov.pred_area.size, ov.true_area.size
+
+
 def matches_over_thresholds(pred: np.ndarray, true: np.ndarray,
                             thresholds: Sequence[float] = DSB_THRESHOLDS) -> tuple[list[int], int, int]:
-    """One-to-one matches (IoU > t) at each threshold t, and the numbers of predicted and true instances."""
-    ov = _overlap(pred, true)
-    return [_match(ov, float(t)).size for t in thresholds], ov.pred_area.size, ov.true_area.size
+    """:func:`matches_from_overlap` of two label maps."""
+    return matches_from_overlap(label_overlap(pred, true), thresholds)
+
+
+def dsb_map_from_matches(tps: Sequence[int], n_pred: int, n_true: int) -> float:
+    """:func:`dsb_mean_average_precision` of the match counts of :func:`matches_from_overlap`."""
+    if n_pred == 0 and n_true == 0:
+        return 1.0
+    return float(np.mean([tp / (n_pred + n_true - tp) for tp in tps]))
 
 
 def dsb_mean_average_precision(
@@ -289,18 +303,19 @@ def dsb_mean_average_precision(
     instances, and precision(t) = TP / (TP + FP + FN). Returns the mean over thresholds:
     1.0 when both maps are empty, 0.0 when exactly one is.
     """
-    tps, n_pred, n_true = matches_over_thresholds(pred, true, thresholds)
+    return dsb_map_from_matches(*matches_over_thresholds(pred, true, thresholds))
+
+
+def average_f1_from_matches(tps: Sequence[int], n_pred: int, n_true: int) -> float:
+    """:func:`average_f1` of the match counts of :func:`matches_from_overlap`."""
     if n_pred == 0 and n_true == 0:
         return 1.0
-    return float(np.mean([tp / (n_pred + n_true - tp) for tp in tps]))
+    return float(np.mean([2 * tp / (n_pred + n_true) for tp in tps]))
 
 
 def average_f1(pred: np.ndarray, true: np.ndarray, thresholds: Sequence[float] = DSB_THRESHOLDS) -> float:
     """Instance F1 (2 TP / (predicted + true)) averaged over the IoU thresholds: 1.0 when both maps are empty."""
-    tps, n_pred, n_true = matches_over_thresholds(pred, true, thresholds)
-    if n_pred == 0 and n_true == 0:
-        return 1.0
-    return float(np.mean([2 * tp / (n_pred + n_true) for tp in tps]))
+    return average_f1_from_matches(*matches_over_thresholds(pred, true, thresholds))
 
 
 def anatomy_from_overlap(ov: InstanceOverlap) -> dict[str, int]:
@@ -333,4 +348,4 @@ def error_anatomy(pred: np.ndarray, true: np.ndarray) -> dict[str, int]:
     (two or more predictions lie mostly inside it); else ``missed`` (found poorly or not at all). ``spurious``
     counts unmatched predictions lying mostly on background; ``true`` is the number of true nuclei.
     """
-    return anatomy_from_overlap(_overlap(pred, true))
+    return anatomy_from_overlap(label_overlap(pred, true))
