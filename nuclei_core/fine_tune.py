@@ -40,7 +40,7 @@ from .training.fine_tuning_kinds import ClassifierFineTuning, DetectorFineTuning
 from .training.slide_cells import Cell, hold_out, region_cells
 from .training.trainer import TrainSettings, train
 
-TUNED = ("threshold", "min_distance", "foreground_threshold", "marker_threshold", "min_area")
+TUNED = ("threshold", "min_distance", "foreground_threshold", "marker_threshold", "min_area", "split_distance")
 BASE_MODELS: dict[str, tuple[FineTuning, Path]] = {
     "UD-Net multi-organ": (DetectorFineTuning(), WEIGHTS_BY_TRAINING_SET["Multi-organ"]),
     "UD-Net colorectal": (DetectorFineTuning(), WEIGHTS_BY_TRAINING_SET["Colorectal"]),

@@ -24,7 +24,7 @@ from nuclei_core.models.segmenter import (
     NucleusSegmenter,
     shipped_weights,
 )
-from nuclei_core.postprocess.instances import instance_targets, label_map_to_nuclei, split_instances
+from nuclei_core.postprocess.instances import instance_targets, label_map_to_nuclei, split_at_centres, split_instances
 from nuclei_core.training import train_segmenter
 from plugins.__main__ import main as plugins_main
 
@@ -68,6 +68,21 @@ def test_foreground_without_a_marker_is_kept_and_small_objects_are_dropped():
     foreground[20:22, 20:22] = 1.0  # 4 px: debris
     split = split_instances(foreground, np.zeros_like(foreground), min_area=10)
     assert split.max() == 1 and (split == 1).sum() == 100
+
+
+def test_a_second_cut_separates_touching_nuclei_the_cores_left_joined():
+    truth = touching_discs()
+    joined = np.where(truth == 2, 1, truth).astype(np.int32)  # one instance over both discs, the speck apart
+    foreground = (truth > 0).astype(np.float64)
+    cut = split_at_centres(joined, foreground, min_distance=8)
+    assert len(np.unique(cut)) - 1 == 3
+    assert aggregated_jaccard_index(cut, truth) > 0.9
+    np.testing.assert_array_equal(split_at_centres(joined, foreground, min_distance=30), joined)  # centres 16 px apart
+    single = (truth == 1).astype(np.int32)
+    np.testing.assert_array_equal(split_at_centres(single, foreground, min_distance=3), single)  # a disc has one centre
+    merged_cores = split_instances(foreground, foreground, min_area=1)  # one core over both discs
+    assert merged_cores.max() == 2
+    assert split_instances(foreground, foreground, min_area=1, split_distance=8).max() == 3
 
 
 def test_contours_are_x_y_polygons_around_each_nucleus():
@@ -197,6 +212,8 @@ def test_a_run_tuned_later_saves_untuned_weights_that_retune_completes(shared_da
     retuned = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "validation_score" in json.loads(output.with_suffix(".log.json").read_text())["summary"]
     assert NucleusSegmenter.from_weights(output).config["min_area"] == retuned["min_area"]
+    assert retuned["split_distance"] in train_segmenter.SPLIT_DISTANCES
+    assert NucleusSegmenter.from_weights(output).config["split_distance"] == retuned["split_distance"]
 
 
 def test_scale_jitter_enlarges_the_nuclei_of_patches_and_their_targets() -> None:
@@ -363,9 +380,29 @@ def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path, cli, net
     assert (versions["brightfield"], versions["fluorescence"]) == expected
 
 
-def test_cli_refuses_an_out_of_range_threshold(sample_svs, tmp_path, capsys):
+def test_cli_second_cut_is_tuned_with_the_weights_and_can_be_turned_off(shared_data, tmp_path):
+    from PIL import Image
+
+    item = next(i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence")
+    image = tmp_path / "cells.png"
+    Image.fromarray(item.image).save(image)
+    documents = {}
+    for name, extra in (("tuned", []), ("off", ["--split_distance", "0"])):
+        out = tmp_path / f"{name}.anot"
+        assert plugins_main(["GraphAttentionSegmentation", str(image), str(out), "--input_mag", "40",
+                             "--min_fgnd_frac", "0", "--image_modality", "fluorescence", *extra]) == 0
+        documents[name] = json.loads(out.read_text())
+    assert documents["tuned"]["attributes"]["split_distance"] == 10  # tuned on validation, stored with the weights
+    assert documents["off"]["attributes"]["split_distance"] == 0
+    true_count = len(np.unique(item.labels)) - 1
+    counts = {name: len(document["elements"]) for name, document in documents.items()}
+    assert counts["off"] < counts["tuned"] <= true_count  # the cut parts nuclei the cores left joined
+
+
+@pytest.mark.parametrize("setting, value", [("foreground_threshold", "1.5"), ("split_distance", "-3"),
+                                            ("split_distance", "500")])
+def test_cli_refuses_an_out_of_range_setting(sample_svs, tmp_path, capsys, setting, value):
     out = tmp_path / "nuclei.anot"
-    code = plugins_main(["R2UNetSegmentation", str(sample_svs), str(out), "--foreground_threshold", "1.5",
-                         *ROI_ARGS])
+    code = plugins_main(["R2UNetSegmentation", str(sample_svs), str(out), f"--{setting}", value, *ROI_ARGS])
     assert code == 2 and not out.exists()
-    assert "foreground_threshold" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert setting in capsys.readouterr().err.strip().splitlines()[-1]

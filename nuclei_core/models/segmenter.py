@@ -34,6 +34,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "foreground_threshold": 0.5,
     "marker_threshold": 0.5,
     "min_area": 30,
+    "split_distance": 0,  # px at analysis scale; > 0: an instance with two centres this far apart is cut again
     "flip_averaging": False,
     "nucleus_area_target": 0,  # px; > 0: images of unknown pixel size are rescaled to nuclei of about this area
     "intensity_stretch": False,  # each tile's intensity percentiles stretched first (fluorescence weights)
@@ -103,7 +104,8 @@ class NucleusSegmenter(NucleusModel):
     def label_map(self, output: np.ndarray) -> np.ndarray:
         """Instance label map of one tile from its (2, H, W) output."""
         return split_instances(output[0], output[1], float(self.config["foreground_threshold"]),
-                               float(self.config["marker_threshold"]), int(self.config["min_area"]))
+                               float(self.config["marker_threshold"]), int(self.config["min_area"]),
+                               int(self.config.get("split_distance", 0)))
 
     def postprocess(self, output: np.ndarray) -> Nuclei:
         return label_map_to_nuclei(self.label_map(output), output[0])

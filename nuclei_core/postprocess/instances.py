@@ -1,8 +1,9 @@
 """Nucleus instances from two per-pixel maps: foreground and marker (the core of each nucleus).
 
 Training targets come from an instance label map (:func:`instance_targets`); at inference the markers
-seed a watershed inside the foreground (:func:`split_instances`), so touching nuclei come apart, and
-each instance becomes a contour (:func:`label_map_to_nuclei`).
+seed a watershed inside the foreground (:func:`split_instances`), so touching nuclei come apart; an instance whose
+inside still holds two distant centres can be cut once more (:func:`split_at_centres`); each instance becomes a
+contour (:func:`label_map_to_nuclei`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 from scipy import ndimage
+from skimage.feature import peak_local_max
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
 from ..nuclei import Nuclei
@@ -38,23 +40,53 @@ def instance_targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_instances(foreground: np.ndarray, marker: np.ndarray, foreground_threshold: float = 0.5,
-                    marker_threshold: float = 0.5, min_area: int = 10) -> np.ndarray:
+                    marker_threshold: float = 0.5, min_area: int = 10, split_distance: int = 0) -> np.ndarray:
     """Instance label map (int32, 0 = background) from foreground and marker probability maps.
 
     Markers (connected parts of ``marker > marker_threshold`` inside the foreground) seed a watershed
     over the inverted marker map, limited to ``foreground > foreground_threshold``; a foreground part
-    without a marker is one nucleus of its own. Instances under ``min_area`` px are dropped.
+    without a marker is one nucleus of its own. With ``split_distance`` > 0 each instance is then cut at
+    its centres (:func:`split_at_centres`). Instances under ``min_area`` px are dropped.
     """
     mask = foreground > foreground_threshold
     seeds, count = ndimage.label(mask & (marker > marker_threshold))
     labels = watershed(-marker, seeds, mask=mask) if count else np.zeros(mask.shape, dtype=np.int32)
     orphans, orphan_count = ndimage.label(mask & (labels == 0))
     labels = np.where(orphans > 0, orphans + count, labels).astype(np.int32)
-    areas = np.bincount(labels.ravel(), minlength=count + orphan_count + 1)
+    if split_distance > 0:
+        labels = split_at_centres(labels, foreground, split_distance)
+    areas = np.bincount(labels.ravel())
     small = areas < min_area
     small[0] = False
     labels[small[labels]] = 0
     return relabel_sequential(labels)[0]
+
+
+def split_at_centres(labels: np.ndarray, foreground: np.ndarray, min_distance: int) -> np.ndarray:
+    """``labels`` with every instance that holds two or more centres cut between them.
+
+    A centre is a peak of the distance to the background (the image edge is not background), at least ``min_distance`` px from any deeper
+    one; an instance with several is divided by a watershed of the inverted ``foreground`` probability
+    seeded at its centres (touching nuclei the core map left as one); the others are kept as they are.
+    """
+    labels = np.asarray(labels, dtype=np.int32)
+    inside = labels > 0
+    if not inside.any():
+        return labels
+    depth = ndimage.distance_transform_edt(inside)
+    centres = peak_local_max(depth, min_distance=int(min_distance), labels=labels, exclude_border=False)
+    owners, per_instance = np.unique(labels[tuple(centres.T)], return_counts=True)
+    boxes = ndimage.find_objects(labels)
+    result, next_id = labels.copy(), int(labels.max()) + 1
+    for owner in owners[per_instance >= 2]:
+        box = boxes[owner - 1]
+        own = labels[box] == owner
+        seeds = np.zeros(own.shape, dtype=np.int32)
+        mine = centres[labels[tuple(centres.T)] == owner] - [box[0].start, box[1].start]
+        seeds[tuple(mine.T)] = np.arange(next_id, next_id + len(mine))
+        result[box][own] = watershed(-foreground[box], seeds, mask=own)[own]
+        next_id += len(mine)
+    return result
 
 
 def label_map_to_nuclei(labels: np.ndarray, scores: np.ndarray, classes: np.ndarray | None = None,

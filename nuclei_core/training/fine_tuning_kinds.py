@@ -80,12 +80,9 @@ class DetectorFineTuning(FineTuning):
         return f"`UDNetDetection --model_weights {weights_name}`, `DCRNClassification --detector_weights {weights_name}`"
 
 
-TUNED_SETTINGS = ("foreground_threshold", "marker_threshold", "min_area")
-
-
 class SegmenterFineTuning(FineTuning):
-    """R2U-Net / U-Net: foreground and core maps from the outlines; thresholds and minimum area tuned with the
-    checkpoint."""
+    """R2U-Net / U-Net: foreground and core maps from the outlines; thresholds, minimum area and split distance
+    tuned with the checkpoint."""
 
     model_class = NucleusSegmenter
     learns_from = "outlines"
@@ -105,7 +102,7 @@ class SegmenterFineTuning(FineTuning):
 
         def validate(network: nn.Module) -> tuple[float, dict]:
             tuned = train_segmenter.tune_thresholds(model, held_out)
-            return tuned["validation_score"], {k: tuned[k] for k in TUNED_SETTINGS}
+            return tuned["validation_score"], {k: tuned[k] for k in train_segmenter.POSTPROCESSING_KEYS}
 
         return validate
 

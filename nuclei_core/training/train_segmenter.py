@@ -56,6 +56,8 @@ from .trainer import train
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
 MARKER_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_AREAS = (10, 20, 30)
+SPLIT_DISTANCES = (0, 8, 10, 13, 16)  # px between two centres of one instance for a second cut; 0: none
+POSTPROCESSING_KEYS = ("foreground_threshold", "marker_threshold", "min_area", "split_distance")
 NUCLEUS_AREA_TARGETS = (0, 300, 400, 500, 600, 800)  # px; 0: images of unknown pixel size are not rescaled
 ARCHITECTURE_KEYS = ("architecture", "widths", "recurrent_steps", "levels", "channels", "heads", "layers",
                      "position_updates")  # what --init-weights must share with the run
@@ -107,10 +109,9 @@ def validation_score(name: str, labels: np.ndarray, truth: np.ndarray) -> float:
 
 
 def score_outputs(outputs: dict[str, list[np.ndarray]], validation: dict[str, list[InstanceAnnotatedImage]],
-                  foreground_threshold: float, marker_threshold: float, min_area: int) -> dict[str, float]:
-    """Mean validation figure per dataset for these post-processing settings."""
-    return {name: float(np.mean([validation_score(name, split_instances(o[0], o[1], foreground_threshold,
-                                                                        marker_threshold, min_area), item.labels)
+                  **settings: float) -> dict[str, float]:
+    """Mean validation figure per dataset for these post-processing settings (:func:`split_instances`'s)."""
+    return {name: float(np.mean([validation_score(name, split_instances(o[0], o[1], **settings), item.labels)
                                  for o, item in zip(outputs[name], items)]))
             for name, items in validation.items()}
 
@@ -124,23 +125,28 @@ def make_validator(model: NucleusSegmenter, validation: dict[str, list[InstanceA
     """Mean over datasets of the validation figure at the default thresholds."""
 
     def validate(network: nn.Module) -> tuple[float, dict]:
-        scores = score_outputs(network_outputs(model, validation), validation, 0.5, 0.5, int(model.config["min_area"]))
+        scores = score_outputs(network_outputs(model, validation), validation, foreground_threshold=0.5,
+                               marker_threshold=0.5, min_area=int(model.config["min_area"]))
         return float(np.mean(list(scores.values()))), scores
 
     return validate
 
 
 def tune_thresholds(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
-    """The (foreground, marker, min_area) settings with the best mean validation figure, and that figure."""
+    """The post-processing settings with the best mean validation figure, and that figure: the (foreground,
+    marker, min_area) grid without a second cut, then the split distance (0 = none) with the best of those."""
     outputs = network_outputs(model, validation)
-    best = None
-    for foreground, marker, min_area in itertools.product(FOREGROUND_THRESHOLDS, MARKER_THRESHOLDS, MIN_AREAS):
-        scores = score_outputs(outputs, validation, foreground, marker, min_area)
-        mean = float(np.mean(list(scores.values())))
-        if best is None or mean > best["validation_score"]:
-            best = {"foreground_threshold": foreground, "marker_threshold": marker, "min_area": min_area,
-                    "validation_score": mean, "validation": scores}
-    return best
+
+    def best_of(candidates: list[dict]) -> dict:
+        scored = [(score_outputs(outputs, validation, **settings), settings) for settings in candidates]
+        scores, settings = max(scored, key=lambda pair: np.mean(list(pair[0].values())))
+        return {**settings, "validation_score": float(np.mean(list(scores.values()))), "validation": scores}
+
+    grid = [{"foreground_threshold": foreground, "marker_threshold": marker, "min_area": min_area, "split_distance": 0}
+            for foreground, marker, min_area in itertools.product(FOREGROUND_THRESHOLDS, MARKER_THRESHOLDS, MIN_AREAS)]
+    best = best_of(grid)
+    return best_of([{**{k: best[k] for k in POSTPROCESSING_KEYS}, "split_distance": distance}
+                    for distance in SPLIT_DISTANCES])
 
 
 def tune_area_target(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
@@ -163,10 +169,10 @@ def tune_area_target(model: NucleusSegmenter, validation: dict[str, list[Instanc
 
 
 def tune_postprocessing(model: NucleusSegmenter, validation: dict[str, list[InstanceAnnotatedImage]]) -> dict:
-    """Thresholds (:func:`tune_thresholds`), then the rescaling target (:func:`tune_area_target`), set in
+    """Thresholds and split distance (:func:`tune_thresholds`), then the rescaling target (:func:`tune_area_target`), set in
     ``model.config``; what was chosen and its validation figures."""
     tuned = tune_thresholds(model, validation)
-    model.config.update({k: tuned[k] for k in ("foreground_threshold", "marker_threshold", "min_area")})
+    model.config.update({k: tuned[k] for k in POSTPROCESSING_KEYS})
     return {**tuned, **tune_area_target(model, validation)}
 
 
