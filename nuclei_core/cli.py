@@ -46,14 +46,13 @@ def check_constraints(spec: Path, args: argparse.Namespace) -> None:
             raise InputError(f"{parameter.name}={value} is outside the allowed range {low:g} to {high:g}")
 
 
-def tuned_unless_set(value: float, name: str, low: float, high: float, allow_low: bool = False) -> float | None:
+def tuned_unless_set(value: float, name: str, low: float, high: float) -> float | None:
     """A post-processing setting from the CLI: None (keep the value tuned with the weights) for -1,
-    else ``value`` when it lies in (``low``, ``high``] (``[low, high]`` with ``allow_low``); anything else is an
-    :class:`InputError`."""
+    else ``value`` when it lies in (``low``, ``high``]; anything else is an :class:`InputError`."""
     if value == -1:
         return None
-    if not (low <= value if allow_low else low < value) or value > high:
-        raise InputError(f"{name} must be in {'[' if allow_low else '('}{low:g}, {high:g}] or -1, got {value:g}")
+    if not low < value <= high:
+        raise InputError(f"{name} must be in ({low:g}, {high:g}] or -1, got {value:g}")
     return value
 
 

@@ -21,7 +21,7 @@ def model_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"foreground_threshold": tuned_unless_set(args.foreground_threshold, "foreground_threshold", 0, 1),
             "marker_threshold": tuned_unless_set(args.marker_threshold, "marker_threshold", 0, 1),
             "min_area": tuned_unless_set(args.min_area, "min_area", 0, 10000),
-            "split_distance": tuned_unless_set(args.split_distance, "split_distance", 0, 200, allow_low=True),
+            "split_distance": tuned_unless_set(args.split_distance, "split_distance", -1, 200),  # 0: no cut
             "flip_averaging": bool(args.flip_averaging)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -359,15 +360,22 @@ def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
     assert {"Area µm^2", "Perimeter µm", "Eccentricity", "Circularity"} <= set(features[0]["properties"]["measurements"])
 
 
-@pytest.mark.parametrize("cli, network, expected", [
-    ("R2UNetSegmentation", ["--architecture", "U-Net"], ("unet_nuclei", "unet_fluorescence")),
-    ("GraphAttentionSegmentation", [], ("mmgat_bce_nuclei", "mmgat_fluorescence"))])
-def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path, cli, network, expected):
+@pytest.fixture
+def fluorescence_png(shared_data, tmp_path) -> tuple[InstanceAnnotatedImage, Path]:
+    """The first DSB2018 fluorescence validation image and a PNG of it."""
     from PIL import Image
 
     item = next(i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence")
     image = tmp_path / "cells.png"
     Image.fromarray(item.image).save(image)
+    return item, image
+
+
+@pytest.mark.parametrize("cli, network, expected", [
+    ("R2UNetSegmentation", ["--architecture", "U-Net"], ("unet_nuclei", "unet_fluorescence")),
+    ("GraphAttentionSegmentation", [], ("mmgat_bce_nuclei", "mmgat_fluorescence"))])
+def test_cli_picks_the_weights_of_the_image_type(fluorescence_png, tmp_path, cli, network, expected):
+    item, image = fluorescence_png
     true_count = len(np.unique(item.labels)) - 1
     versions = {}
     for modality in IMAGE_MODALITIES:
@@ -380,12 +388,8 @@ def test_cli_picks_the_weights_of_the_image_type(shared_data, tmp_path, cli, net
     assert (versions["brightfield"], versions["fluorescence"]) == expected
 
 
-def test_cli_second_cut_is_tuned_with_the_weights_and_can_be_turned_off(shared_data, tmp_path):
-    from PIL import Image
-
-    item = next(i for i in load_instance_set("dsb2018", "val", shared_data) if i.modality == "fluorescence")
-    image = tmp_path / "cells.png"
-    Image.fromarray(item.image).save(image)
+def test_cli_second_cut_is_tuned_with_the_weights_and_can_be_turned_off(fluorescence_png, tmp_path):
+    item, image = fluorescence_png
     documents = {}
     for name, extra in (("tuned", []), ("off", ["--split_distance", "0"])):
         out = tmp_path / f"{name}.anot"

@@ -65,9 +65,10 @@ def split_instances(foreground: np.ndarray, marker: np.ndarray, foreground_thres
 def split_at_centres(labels: np.ndarray, foreground: np.ndarray, min_distance: int) -> np.ndarray:
     """``labels`` with every instance that holds two or more centres cut between them.
 
-    A centre is a peak of the distance to the background (the image edge is not background), at least ``min_distance`` px from any deeper
-    one; an instance with several is divided by a watershed of the inverted ``foreground`` probability
-    seeded at its centres (touching nuclei the core map left as one); the others are kept as they are.
+    A centre is a peak of the distance to the background (the image edge is not background), at least
+    ``min_distance`` px from any deeper one; an instance with several is divided by a watershed of the inverted
+    ``foreground`` probability seeded at its centres (touching nuclei the core map left as one); the others are
+    kept as they are.
     """
     labels = np.asarray(labels, dtype=np.int32)
     inside = labels > 0
@@ -75,14 +76,15 @@ def split_at_centres(labels: np.ndarray, foreground: np.ndarray, min_distance: i
         return labels
     depth = ndimage.distance_transform_edt(inside)
     centres = peak_local_max(depth, min_distance=int(min_distance), labels=labels, exclude_border=False)
-    owners, per_instance = np.unique(labels[tuple(centres.T)], return_counts=True)
+    owner_of_centre = labels[tuple(centres.T)]
+    owners, per_instance = np.unique(owner_of_centre, return_counts=True)
     boxes = ndimage.find_objects(labels)
     result, next_id = labels.copy(), int(labels.max()) + 1
     for owner in owners[per_instance >= 2]:
         box = boxes[owner - 1]
         own = labels[box] == owner
         seeds = np.zeros(own.shape, dtype=np.int32)
-        mine = centres[labels[tuple(centres.T)] == owner] - [box[0].start, box[1].start]
+        mine = centres[owner_of_centre == owner] - [box[0].start, box[1].start]
         seeds[tuple(mine.T)] = np.arange(next_id, next_id + len(mine))
         result[box][own] = watershed(-foreground[box], seeds, mask=own)[own]
         next_id += len(mine)
