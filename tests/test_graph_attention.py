@@ -76,53 +76,15 @@ def edge_list_attention(layer: GraphAttentionLayer, features: list[torch.Tensor]
     return nodes + F.elu(gathered.reshape(batch, count, channels)) @ layer.mix.weight[:, :, 0, 0].T + layer.mix.bias
 
 
-@pytest.mark.parametrize("order", [None, [0, 1, 2], [2, 1, 0]])
-def test_grid_attention_equals_attention_over_the_explicit_edge_list(order):
-    """Every level at once (no order), or one level after another from its neighbours' newest features (a sweep)."""
+def test_grid_attention_equals_attention_over_the_explicit_edge_list():
     torch.manual_seed(0)
     graph = PyramidGraph(8, 12, 3)
     layer = GraphAttentionLayer(8, 2, dropout=0.0).eval()
     features = [torch.randn(2, rows, cols, 8) for rows, cols in graph.shapes]
     positions = [p + 0.02 * torch.randn_like(p) for p in graph.starting_positions(2)]
     with torch.no_grad():
-        expected = list(features)
-        for level in order or [None]:  # the plain layer on the newest features, kept for this level's nodes only
-            nodes = edge_list_attention(layer, expected, positions, graph)
-            if level is None:
-                expected = nodes
-            else:
-                start, size = graph.offsets[level], expected[level][0, ..., 0].numel()
-                expected[level] = nodes[:, start:start + size].view_as(expected[level])
-        torch.testing.assert_close(as_nodes(layer(features, positions, order)),
-                                   expected if order is None else as_nodes(expected), atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.parametrize("sweep, ancestor_readout, reaches", [("none", False, False), ("up-down", False, True),
-                                                               ("none", True, True)])
-def test_a_sweep_or_the_ancestor_readout_lets_full_resolution_hear_the_pyramid_in_two_layers(sweep, ancestor_readout,
-                                                                                           reaches):
-    torch.manual_seed(0)
-    network = MultiMagnificationGAT(levels=5, channels=8, heads=2, layers=2, position_updates=1, sweep=sweep,
-                                    ancestor_readout=ancestor_readout).eval()
-    images = torch.rand(1, 3, 64, 64, requires_grad=True)
-    network(images)[0, 0, 40, 40].backward()
-    far = images.grad.abs().sum(1)[0, :, :24].sum()  # pixels at least 16 px to the left of that output
-    assert (far > 0) == reaches
-    with pytest.raises(ValueError, match="sweep must be one of"):
-        MultiMagnificationGAT(sweep="sideways")
-
-
-def test_the_ancestor_readout_adds_the_levels_above_at_each_node():
-    torch.manual_seed(0)
-    features = [torch.randn(1, 8 >> level, 8 >> level, 4) for level in range(3)]
-    summed = MultiMagnificationGAT.with_ancestors(features)
-    torch.testing.assert_close(summed[2], features[2])
-    flat = [torch.randn(1, 1, 1, 4).expand_as(f) for f in features]  # each level uniform: added as it is
-    torch.testing.assert_close(MultiMagnificationGAT.with_ancestors(flat)[0],
-                               flat[0] + flat[1][:, :1, :1] + flat[2][:, :1, :1])
-    # at the top border, full-resolution (0, 2) lies a quarter of a node step from its parent (0, 1) towards (0, 0)
-    torch.testing.assert_close(summed[0][0, 0, 2] - features[0][0, 0, 2],
-                               summed[1][0, 0, 1] * 0.75 + summed[1][0, 0, 0] * 0.25, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(as_nodes(layer(features, positions)),
+                                   edge_list_attention(layer, features, positions, graph), atol=1e-5, rtol=1e-5)
 
 
 def test_node_positions_are_learned_and_stay_in_the_unit_cube():

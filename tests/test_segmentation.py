@@ -266,19 +266,17 @@ def test_weights_trained_on_stretched_images_see_any_exposure_alike(shared_data,
     assert seen_difference() > 0.5
 
 
-def test_a_wider_or_rewired_graph_attention_network_trains_and_must_match_its_start(shared_data, tmp_path):
+def test_a_wider_graph_attention_network_trains_and_must_match_its_start(shared_data, tmp_path):
     output = tmp_path / "wide_gat.pt"
     arguments = ["--architecture", "MM-GAT", "--loss", "bce", "--dataset", "dsb2018", "--train-images", "1",
                  "--val-images", "1", "--steps", "1", "--eval-every", "1", "--batch-size", "1", "--patch-size", "32",
                  "--graph-channels", "8", "--graph-layers", "2"]
-    train_segmenter.main([*arguments, "--graph-sweep", "up-down", "--ancestor-readout", "--output", str(output)])
+    train_segmenter.main([*arguments, "--output", str(output)])
     model = NucleusSegmenter.from_weights(output)
-    assert (model.config["channels"], model.config["layers"], model.config["sweep"]) == (8, 2, "up-down")
-    assert len(model.network.layers) == 2 and model.network.sweep == "up-down" and model.network.ancestor_readout
+    assert (model.config["channels"], model.config["layers"]) == (8, 2)
+    assert len(model.network.layers) == 2
     with pytest.raises(InputError, match="channels 8, this run asks for 32"):
         train_segmenter.main([*arguments[:-4], "--init-weights", str(output), "--output", str(tmp_path / "b.pt")])
-    with pytest.raises(InputError, match="sweep up-down, this run asks for None"):
-        train_segmenter.main([*arguments, "--init-weights", str(output), "--output", str(tmp_path / "c.pt")])
 
 
 def test_training_on_one_modality_keeps_only_its_images(shared_data, tmp_path, capsys):

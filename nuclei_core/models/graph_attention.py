@@ -18,15 +18,11 @@ about 4/3 nodes and 14.6 edges per pixel.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-
-SWEEPS = ("none", "up-down")  # how a layer orders its level updates (see MultiMagnificationGAT.level_order)
 
 
 @dataclass(frozen=True)
@@ -165,45 +161,29 @@ class GraphAttentionLayer(nn.Module):
         self.mix = Pointwise(channels, channels)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, features: list[torch.Tensor], positions: list[torch.Tensor],
-                order: Sequence[int] | None = None) -> list[torch.Tensor]:
-        """``features``: (B, h, w, C) per level; ``positions``: (B, h, w, 3) per level. ``order``: None updates every
-        level from the layer's input (all at once); a sequence of levels updates them one after another, each
-        from its neighbours' newest features, so that a sweep up (or down) the pyramid carries a node's features
-        through every level in one layer."""
+    def forward(self, features: list[torch.Tensor], positions: list[torch.Tensor]) -> list[torch.Tensor]:
+        """``features``: (B, h, w, C) per level; ``positions``: (B, h, w, 3) per level."""
+        values = [self.value(self.norm(grid)) for grid in features]
         # every head's source and target score terms of a node, as one matrix product: (C, 2 x heads)
         scoring = torch.cat([torch.block_diag(*self.source_score[..., None]),
                              torch.block_diag(*self.target_score[..., None])], dim=1)
-        terms = [self._node_terms(grid, where, scoring) for grid, where in zip(features, positions)]
-        updated = list(features)
-        for level in range(len(features)) if order is None else order:
-            updated[level] = self._updated(level, updated[level], terms)
-            if order is not None:
-                terms[level] = self._node_terms(updated[level], positions[level], scoring)
+        # the positional term is linear in the edge's offset (source position minus target position), so it splits
+        # into a term of the source and one of the target: an edge's score is LeakyReLU(source part + target part)
+        placed = [F.linear(p, self.position_score.weight) for p in positions]
+        parts = [(v @ scoring).split(self.heads, dim=-1) for v in values]
+        carried = [source + w for (source, _), w in zip(parts, placed)]  # each node's source part
+        updated = []
+        for level, grid in enumerate(features):
+            # edges from beyond the border get a source part of -inf: no weight after the softmax
+            sources = torch.stack(incoming(carried, level, border=-torch.inf), dim=-1)  # (B, h, w, heads, K)
+            target = parts[level][1] - placed[level] + self.position_score.bias
+            attention = self.dropout(torch.softmax(F.leaky_relu(sources + target[..., None], 0.2), dim=-1))
+            head = values[level].view(*grid.shape[:3], self.heads, self.head_channels)
+            messages = torch.zeros_like(head)  # summed in place: no temporary per edge
+            for edge, value in enumerate(incoming(values, level)):
+                messages.addcmul_(value.view_as(head), attention[..., edge, None])
+            updated.append(grid + self.dropout(self.mix(F.elu(messages.view_as(grid)))))
         return updated
-
-    def _node_terms(self, grid: torch.Tensor, where: torch.Tensor,
-                    scoring: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A level's values, and each node's score terms as an edge's source and as its target. The positional
-        term is linear in the edge's offset (source position minus target position), so it splits into a term of
-        the source and one of the target: an edge's score is LeakyReLU(source part + target part)."""
-        value = self.value(self.norm(grid))
-        source, target = (value @ scoring).split(self.heads, dim=-1)
-        placed = F.linear(where, self.position_score.weight)
-        return value, source + placed, target - placed + self.position_score.bias
-
-    def _updated(self, level: int, grid: torch.Tensor,
-                 terms: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """``grid`` (the features of ``level``) plus the attention-weighted messages of its incoming edges."""
-        values = [value for value, _, _ in terms]
-        # edges from beyond the border get a source part of -inf: no weight after the softmax
-        sources = torch.stack(incoming([source for _, source, _ in terms], level, border=-torch.inf), dim=-1)
-        attention = self.dropout(torch.softmax(F.leaky_relu(sources + terms[level][2][..., None], 0.2), dim=-1))
-        head = values[level].view(*grid.shape[:3], self.heads, self.head_channels)
-        messages = torch.zeros_like(head)  # summed in place: no temporary per edge
-        for edge, value in enumerate(incoming(values, level)):
-            messages.addcmul_(value.view_as(head), attention[..., edge, None])
-        return grid + self.dropout(self.mix(F.elu(messages.view_as(grid))))
 
 
 class MultiMagnificationGAT(nn.Module):
@@ -211,15 +191,11 @@ class MultiMagnificationGAT(nn.Module):
     full-resolution nodes (``level_outputs`` gives every level's, and the moved positions)."""
 
     def __init__(self, in_channels: int = 3, out_channels: int = 2, levels: int = 5, channels: int = 32,
-                 heads: int = 4, layers: int = 6, position_updates: int = 2, dropout: float = 0.1,
-                 sweep: str = "none", ancestor_readout: bool = False) -> None:
+                 heads: int = 4, layers: int = 6, position_updates: int = 2, dropout: float = 0.1) -> None:
         super().__init__()
         if not 1 <= position_updates <= layers:
             raise ValueError("position_updates must be between 1 and the number of layers")
-        if sweep not in SWEEPS:
-            raise ValueError(f"sweep must be one of {', '.join(SWEEPS)}, not {sweep!r}")
         self.levels = levels
-        self.sweep, self.ancestor_readout = sweep, ancestor_readout
         self.size_multiple = 2 ** (levels - 1)
         self.embed = Pointwise(in_channels + 1, channels)
         self.reproject = nn.ModuleList(Pointwise(in_channels + 1, channels) for _ in range(position_updates))
@@ -233,15 +209,6 @@ class MultiMagnificationGAT(nn.Module):
         self.norm = nn.LayerNorm(channels)
         self.head = Pointwise(channels, out_channels)
 
-    def level_order(self, layer: int) -> Sequence[int] | None:
-        """The order in which ``layer`` updates the levels: None (all at once from the layer's input) without a
-        sweep; with the up-down sweep, full resolution to coarsest in even layers and back in odd ones, so that
-        after two layers every full-resolution node has heard from every level above it."""
-        if self.sweep == "none":
-            return None
-        upward = range(self.levels)
-        return upward if layer % 2 == 0 else upward[::-1]
-
     def level_outputs(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Logits (B, out, h, w) and final node positions (B, 3, h, w) of every level, full resolution first."""
         graph = PyramidGraph(*images.shape[-2:], self.levels)
@@ -250,26 +217,14 @@ class MultiMagnificationGAT(nn.Module):
         pyramid = image_pyramid(images, self.levels)
         features = [self.embed(project(pyramid, p)) for p in positions]  # channels-last grids from here on
         for index, layer in enumerate(self.layers):
-            features = layer(features, positions, self.level_order(index))
+            features = layer(features, positions)
             if index in self.update_after:
                 mover, reproject = self.move[self.update_after[index]], self.reproject[self.update_after[index]]
                 positions = [(p + torch.tanh(mover(torch.cat([f, p], dim=-1))) * step).clamp(0, 1)
                              for f, p, step in zip(features, positions, spacing)]
                 features = [f + reproject(project(pyramid, p)) for f, p in zip(features, positions)]
-        readout = self.with_ancestors(features) if self.ancestor_readout else features
-        return ([self.head(self.norm(f)).permute(0, 3, 1, 2) for f in readout],
+        return ([self.head(self.norm(f)).permute(0, 3, 1, 2) for f in features],
                 [p.permute(0, 3, 1, 2) for p in positions])
-
-    @staticmethod
-    def with_ancestors(features: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Each level's features plus those of the levels above it, each read at the node's position (bilinear, as
-        the colour is projected), so that a full-resolution node's output reads the coarse levels directly."""
-        summed = [features[-1]]
-        for grid in features[-2::-1]:
-            above = F.interpolate(summed[0].permute(0, 3, 1, 2), size=grid.shape[1:3], mode="bilinear",
-                                  align_corners=False)
-            summed.insert(0, grid + above.permute(0, 2, 3, 1))
-        return summed
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.level_outputs(images)[0][0]

@@ -44,7 +44,7 @@ RESCALE_TOLERANCE = 1.1  # rescaling by less than this factor (either way) is sk
 GRAPH_ATTENTION_CONFIG: dict[str, Any] = {
     **{k: v for k, v in DEFAULT_CONFIG.items() if k not in ("widths", "recurrent_steps")},
     "architecture": GRAPH_ATTENTION, "levels": 5, "channels": 32, "heads": 4, "layers": 6, "position_updates": 2,
-    "dropout": 0.1,  # "sweep" and "ancestor_readout" only where the weights were trained with them
+    "dropout": 0.1,
 }
 
 
@@ -80,8 +80,7 @@ class NucleusSegmenter(NucleusModel):
             return MultiMagnificationGAT(in_channels=3, out_channels=2, levels=int(config["levels"]),
                                          channels=int(config["channels"]), heads=int(config["heads"]),
                                          layers=int(config["layers"]), position_updates=int(config["position_updates"]),
-                                         dropout=float(config["dropout"]), sweep=str(config.get("sweep", "none")),
-                                         ancestor_readout=bool(config.get("ancestor_readout", False)))
+                                         dropout=float(config["dropout"]))
         if config["architecture"] not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {config['architecture']!r}")
         return R2UNet(in_channels=3, out_channels=2, widths=tuple(config["widths"]),

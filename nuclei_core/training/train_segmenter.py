@@ -45,7 +45,6 @@ from ..data.instance_sets import (
 from ..intensity import stretch_intensity
 from ..metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
 from ..models.base import resolve_device
-from ..models.graph_attention import SWEEPS
 from ..models.segmenter import (ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_CONFIG, NucleusSegmenter,
                                 default_config)
 from ..postprocess.instances import instance_targets, split_instances
@@ -61,7 +60,7 @@ SPLIT_DISTANCES = (0, 8, 10, 13, 16)  # px between two centres of one instance f
 POSTPROCESSING_KEYS = ("foreground_threshold", "marker_threshold", "min_area", "split_distance")
 NUCLEUS_AREA_TARGETS = (0, 300, 400, 500, 600, 800)  # px; 0: images of unknown pixel size are not rescaled
 ARCHITECTURE_KEYS = ("architecture", "widths", "recurrent_steps", "levels", "channels", "heads", "layers",
-                     "position_updates", "sweep", "ancestor_readout")  # what --init-weights must share with the run
+                     "position_updates")  # what --init-weights must share with the run
 
 
 def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[float], patch: int, batch_size: int,
@@ -208,13 +207,6 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"{GRAPH_ATTENTION} only: channels of every graph attention layer")
     parser.add_argument("--graph-layers", type=int, default=GRAPH_ATTENTION_CONFIG["layers"],
                         help=f"{GRAPH_ATTENTION} only: residual graph attention layers")
-    parser.add_argument("--graph-sweep", choices=SWEEPS, default="none",
-                        help=f"{GRAPH_ATTENTION} only: 'up-down' updates the levels one after another, up the pyramid "
-                             "in even layers and down in odd ones (full resolution hears from every level within "
-                             "two layers); 'none': all levels at once")
-    parser.add_argument("--ancestor-readout", action="store_true",
-                        help=f"{GRAPH_ATTENTION} only: every node's output reads its features plus those of all nodes "
-                             "above it (parent, grandparent, ...), not its own alone")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images per set "
                         "(0 = all; for smoke tests)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
@@ -227,12 +219,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("give both --images-dir and --labels-dir")
     if args.loss == "balanced-focal" and args.architecture != GRAPH_ATTENTION:
         parser.error(f"--loss balanced-focal needs --architecture {GRAPH_ATTENTION}")
-    graph_size = {"channels": args.graph_channels, "layers": args.graph_layers,
-                  **({"sweep": args.graph_sweep} if args.graph_sweep != "none" else {}),
-                  **({"ancestor_readout": True} if args.ancestor_readout else {})}
-    if args.architecture != GRAPH_ATTENTION and graph_size != {k: GRAPH_ATTENTION_CONFIG.get(k) for k in graph_size}:
-        parser.error(f"--graph-channels, --graph-layers, --graph-sweep and --ancestor-readout are for --architecture "
-                     f"{GRAPH_ATTENTION}")
+    graph_size = {"channels": args.graph_channels, "layers": args.graph_layers}
+    if args.architecture != GRAPH_ATTENTION and graph_size != {k: GRAPH_ATTENTION_CONFIG[k] for k in graph_size}:
+        parser.error(f"--graph-channels and --graph-layers are for --architecture {GRAPH_ATTENTION}")
     heads = GRAPH_ATTENTION_CONFIG["heads"]
     if args.graph_channels < heads or args.graph_channels % heads or args.graph_layers < 2:
         parser.error(f"--graph-channels must be a positive multiple of the {heads} attention heads and "
