@@ -79,7 +79,7 @@ def mass_radii(model: NucleusModel, windows: np.ndarray) -> np.ndarray:
         nucleus_logit(model, batch)[0, WINDOW // 2, WINDOW // 2].backward()
         mass = batch.grad.abs().sum(dim=1)[0].numpy().ravel()[order]
         cumulative = np.cumsum(mass) / max(mass.sum(), 1e-12)
-        radii.append([distance[order][np.searchsorted(cumulative, share)] for share in MASS_SHARES])
+        radii.append(distance[order][np.searchsorted(cumulative, MASS_SHARES)])
     return np.array(radii)
 
 
