@@ -27,6 +27,7 @@ from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance
 from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
 from nuclei_core.models.base import NucleusModel, load_checkpoint  # noqa: E402
 from nuclei_core.models.hovernet import DEFAULT_WEIGHTS as HOVERNET_WEIGHTS, HoVerNet  # noqa: E402
+from nuclei_core.models.nucleus_classifier import centred_patches  # noqa: E402
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS, NucleusSegmenter  # noqa: E402
 
 WINDOW = 192  # px around each centre: a multiple of every network's size multiple (16)
@@ -59,17 +60,15 @@ def centre_windows(items: list[InstanceAnnotatedImage], seed: int = 0) -> tuple[
         height, width = item.labels.shape
         inside = np.flatnonzero((centres[:, 0] >= half) & (centres[:, 0] < height - half)
                                 & (centres[:, 1] >= half) & (centres[:, 1] < width - half))
-        for index in rng.choice(inside, min(NUCLEI_PER_IMAGE, inside.size), replace=False):
-            row, column = centres[index]
-            windows.append(item.image[row - half:row + half, column - half:column + half])
-            radii.append(np.sqrt(areas[index] / np.pi))
-    return np.stack(windows), np.array(radii)
+        chosen = rng.choice(inside, min(NUCLEI_PER_IMAGE, inside.size), replace=False)
+        windows.append(centred_patches(item.image, centres[chosen, ::-1], WINDOW))
+        radii.append(np.sqrt(areas[chosen] / np.pi))
+    return np.concatenate(windows), np.concatenate(radii)
 
 
 def mass_radii(model: NucleusModel, windows: np.ndarray) -> np.ndarray:
     """(N, len(MASS_SHARES)): for each window, the radius around its centre holding each share of the absolute
     input gradient of the centre pixel's nucleus logit."""
-    model.network.float().eval()
     rows, columns = np.indices((WINDOW, WINDOW))
     distance = np.hypot(rows - WINDOW // 2, columns - WINDOW // 2).ravel()
     order = np.argsort(distance, kind="stable")
