@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +29,7 @@ from .engine import EngineSettings, analyse_slide
 from .errors import InputError
 from .evaluate import evaluate_nuclei
 from .metrics.detection import DetectionScores
-from .models.base import TrainedModel
+from .models.base import TrainedModel, check_precision
 from .models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from .models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
 from .models.udnet import WEIGHTS_BY_TRAINING_SET
@@ -75,6 +75,7 @@ class FineTuneSettings:
     stain_jitter: float = 0.05
     seed: int = 0
     device: str = "cpu"
+    precision: str = "float32"  # what training and the held-out runs compute in (see models.base.PRECISIONS)
     eval_every: int = 50
 
 
@@ -153,6 +154,7 @@ def _held_out_scores(slides: list[SlideCells], kind: FineTuning, weights: Path, 
             scores.append(None)
             continue
         spec = kind.engine_spec(weights, settings.device, cells.truth, folder)
+        spec = replace(spec, overrides=(*spec.overrides, ("precision", settings.precision)))
         result = analyse_slide(cells.slide, spec, region, EngineSettings(min_fgnd_frac=0.0, show_progress=False))
         predicted = result.nuclei
         if not set(predicted.class_names) & set(cells.truth.class_names):  # a base with other classes than yours
@@ -172,6 +174,7 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
     kind, shipped = BASE_MODELS[base]
     weights = Path(base_weights or shipped)
     model = kind.model_class.from_weights(weights, settings.device)
+    check_precision(settings.precision, model.device)
     slides = _cells(annotated, base, model.analysis_magnification, settings, region_label)
     torch.manual_seed(settings.seed)  # a new last layer, when the classes are new, starts the same every time
     model = kind.prepare(model, tuple(sorted({n for s in slides for c in s.training + s.held_out
@@ -186,7 +189,7 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
         run = TrainSettings(steps=settings.steps, learning_rate=settings.learning_rate,
                             eval_every=min(settings.eval_every, settings.steps), seed=settings.seed,
                             checkpoint=Path(folder) / "run.ckpt", final_learning_rate=settings.learning_rate / 10,
-                            device=str(model.device), validate_at_start=True)
+                            device=str(model.device), validate_at_start=True, precision=settings.precision)
         state = train(model.network, kind.sampler(model, training, settings.patch, settings.batch_size,
                                                   settings.stain_jitter),
                       kind.loss, kind.validator(model, held_out, radius), run, log=log)

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> None:
         slides += read_more_slides(args.more_slides)
     settings = FineTuneSettings(steps=args.steps, learning_rate=args.learning_rate, held_out=args.held_out_fraction,
                                 match_radius_um=args.match_radius, seed=args.seed,
-                                device=str(resolve_device(args.device)))
+                                device=str(resolve_device(args.device)), precision=args.precision)
     result = fine_tune(slides, args.base_model, settings, args.base_weights or None, args.region_label,
                                 log=lambda line: print(f"{CLI_NAME}: {line}", file=sys.stderr, flush=True))
     version = f"{Path(args.outputModelWeights).stem} (fine-tuned {args.base_model}, {datetime.date.today()})"

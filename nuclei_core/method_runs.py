@@ -19,7 +19,8 @@ from .outputs.readers import read_nuclei
 
 METHOD_CLIS = ("UDNetDetection", "CascadeGCNDetection", "FasterRCNNDetection", "R2UNetSegmentation",
                "HoVerNetSegmentation", "GraphAttentionSegmentation", "DCRNClassification")
-FORWARDED = ("input_mag", "min_fgnd_frac", "analysis_tile_size", "batch_size", "device", "scheduler", "num_workers")
+FORWARDED = ("input_mag", "min_fgnd_frac", "analysis_tile_size", "batch_size", "device", "precision", "scheduler",
+             "num_workers")
 _ENTRY = re.compile(r"^\s*(\w+)\s*(?:\((.*)\))?\s*$")
 
 

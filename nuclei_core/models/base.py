@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from ..nuclei import Nuclei
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 TilePreparation = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 RGB -> (H, W, C) what the model takes
+PRECISIONS = ("float32", "bfloat16")  # what a network computes in: float32 reproduces the model cards' figures
 
 
 def keep_rgb(tile: np.ndarray) -> np.ndarray:
@@ -32,6 +34,24 @@ def resolve_device(device: str) -> torch.device:
     if device != "cpu" and not device.startswith("cuda"):
         raise DeviceError(f"unknown device {device!r}: use auto, cpu or cuda")
     return torch.device(device)
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """``precision`` is one of :data:`PRECISIONS` and ``device`` computes in it; else a DeviceError."""
+    if precision not in PRECISIONS:
+        raise DeviceError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
+    if precision == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise DeviceError("precision=bfloat16 needs a GPU that computes in bfloat16 (NVIDIA Ampere or newer): "
+                          "use float32")
+
+
+def computing_in(precision: str, device: torch.device) -> AbstractContextManager:
+    """The context a network runs in at ``precision``: autocast to bfloat16 (weights stay float32; convolutions
+    and matrix products in bfloat16, reductions and softmax in float32), or nothing for float32."""
+    check_precision(precision, device)
+    if precision == "float32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -98,6 +118,18 @@ class TrainedModel(ABC):
             except RuntimeError as exc:
                 raise WeightsError(f"weights do not fit {self.name}: {str(exc).splitlines()[0]}") from None
         self.network.to(self.device).eval()
+        check_precision(self.precision, self.device)
+
+    @property
+    def precision(self) -> str:
+        """What the network computes in at inference: the config's ``precision`` (float32 unless set)."""
+        return self.config.get("precision", "float32")
+
+    @contextmanager
+    def inferring(self) -> Iterator[None]:
+        """The context of every inference: no autograd, and the network computing in :attr:`precision`."""
+        with torch.inference_mode(), computing_in(self.precision, self.device):
+            yield
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "TrainedModel":
@@ -108,10 +140,11 @@ class TrainedModel(ABC):
 
     def save(self, path: str | Path, version: str, half: bool = True) -> None:
         """Write the weights file (fp16 by default, CPU tensors whatever the model's device) with the config the
-        model was built from."""
+        model was built from (less the run-time ``precision``)."""
         state = {k: (v.half() if half and v.is_floating_point() else v).cpu()
                  for k, v in self.network.state_dict().items()}
-        torch.save({"config": self.config, "state_dict": state, "version": version}, path)
+        config = {k: v for k, v in self.config.items() if k != "precision"}  # how it ran, not what it is
+        torch.save({"config": config, "state_dict": state, "version": version}, path)
 
     @staticmethod
     @abstractmethod
@@ -189,7 +222,7 @@ class NucleusModel(ReadsRGB, TrainedModel):
         pad_h, pad_w = -height % multiple, -width % multiple
         if pad_h or pad_w:
             tiles = np.pad(tiles, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-        with torch.inference_mode():
+        with self.inferring():
             return self.infer(self.preprocess(tiles))[:, :, :height, :width]
 
     def predict(self, tiles: np.ndarray) -> list[Nuclei]:

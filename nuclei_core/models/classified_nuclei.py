@@ -63,11 +63,13 @@ class DetectAndClassify(ClassifyingModel):
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "cpu", detector_weights: str = "",
-                     flip_averaging: bool = False, **detector_overrides: Any) -> "DetectAndClassify":
+                     flip_averaging: bool = False, precision: str = "float32",
+                     **detector_overrides: Any) -> "DetectAndClassify":
         """Classifier weights ``path`` (and whether it averages over flips); the detector's weights
-        (default: shipped UD-Net) and settings."""
-        classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging)
-        detector = UDNet.from_weights(detector_weights or UDNET_WEIGHTS, device, **detector_overrides)
+        (default: shipped UD-Net) and settings; both networks compute in ``precision``."""
+        classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging, precision=precision)
+        detector = UDNet.from_weights(detector_weights or UDNET_WEIGHTS, device, precision=precision,
+                                      **detector_overrides)
         return cls(classifier, detector)
 
     @property
@@ -94,10 +96,10 @@ class ClassifyGiven(ClassifyingModel):
 
     @classmethod
     def from_weights(cls, path: str | Path, device: str = "cpu", nuclei_file: str = "",
-                     flip_averaging: bool = False) -> "ClassifyGiven":
-        """Classifier weights ``path`` (and whether it averages over flips) and the annotation file whose nuclei
-        are classified."""
-        classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging)
+                     flip_averaging: bool = False, precision: str = "float32") -> "ClassifyGiven":
+        """Classifier weights ``path`` (whether it averages over flips, what it computes in) and the annotation
+        file whose nuclei are classified."""
+        classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging, precision=precision)
         return cls(classifier, read_nuclei(nuclei_file), nuclei_file)
 
     def nuclei_of_tiles(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:

@@ -140,5 +140,5 @@ class FasterRCNNDetector(NucleusModel):
 
     def predict(self, tiles: np.ndarray) -> list[Nuclei]:
         """Nuclei of each prepared (H, W, 1) tile of a batch, in tile pixel coordinates."""
-        with torch.inference_mode():
+        with self.inferring():
             return [self.postprocess(output) for output in self.infer(self.preprocess(tiles))]

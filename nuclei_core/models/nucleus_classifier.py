@@ -102,7 +102,7 @@ class NucleusClassifier(TrainedModel):
         """(N, classes) softmax probabilities of (N, P, P, 3) uint8 patches (averaged over the eight
         orientations with ``flip_averaging``)."""
         views = dihedral_views(patches) if self.config.get("flip_averaging") else [patches]
-        with torch.inference_mode():
+        with self.inferring():
             return np.mean([np.concatenate([torch.softmax(self.logits(view[i:i + batch_size]), 1).float().cpu().numpy()
                                             for i in range(0, len(view), batch_size)]) for view in views], axis=0)
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.base import computing_in
 from .batch_prefetch import PrefetchedBatches
 
 FIT_PROBE_STEPS = 20  # steps timed (after 3 warm-up steps) before fit_minutes sets the run's length
@@ -42,6 +43,7 @@ class TrainSettings:
     loader_workers: int = 0  # 0: batches drawn in the training process from one generator; else by this many
     # worker processes, each step's batch from its own generator (batch_prefetch), the same for any worker count
     fit_minutes: float = 0.0  # > 0: after FIT_PROBE_STEPS steps, cut ``steps`` to what fits in this many minutes
+    precision: str = "float32"  # or "bfloat16": forward pass and loss autocast (weights, gradients, Adam in float32)
 
 
 def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -103,8 +105,9 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
             network.train()
             step_started = time.time()
             inputs, targets = (t.to(settings.device) for t in next_batch())
-            loss = (loss_fn(network, inputs, targets) if settings.loss_sees_network
-                    else loss_fn(network(inputs), targets))
+            with computing_in(settings.precision, torch.device(settings.device)):
+                loss = (loss_fn(network, inputs, targets) if settings.loss_sees_network
+                        else loss_fn(network(inputs), targets))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
