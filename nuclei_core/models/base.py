@@ -40,7 +40,8 @@ def check_precision(precision: str, device: torch.device) -> None:
     """``precision`` is one of :data:`PRECISIONS` and ``device`` computes in it; else a DeviceError."""
     if precision not in PRECISIONS:
         raise DeviceError(f"unknown precision {precision!r}: use {' or '.join(PRECISIONS)}")
-    if precision == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    native = device.type != "cuda" or torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "bfloat16" and not native:  # an older GPU would emulate it, slower than float32
         raise DeviceError("precision=bfloat16 needs a GPU that computes in bfloat16 (NVIDIA Ampere or newer): "
                           "use float32")
 
