@@ -70,8 +70,8 @@ def segmenter(precision: str, device: str, data: Path) -> dict[str, tuple[str, f
 
 def hovernet(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
     """HoVer-Net SE + CA: PQ, mPQ+ and R² on CoNSeP's test images."""
-    found = hovernet_figures(HoVerNet.from_weights(HOVERNET_WEIGHTS["SE + CA"], device, precision=precision),
-                             load_typed_consep("test", data))
+    found, _ = hovernet_figures(HoVerNet.from_weights(HOVERNET_WEIGHTS["SE + CA"], device, precision=precision),
+                                load_typed_consep("test", data))
     return {name: ("CoNSeP test", found[name]) for name in ("Dice", "PQ", "mPQ+", "R²")}
 
 

@@ -92,10 +92,15 @@ def matched_iou(rows: list[dict]) -> float:
     return sum(r["iou_sum"] for r in rows) / tp if tp else 0.0
 
 
+def detection_quality(rows: list[dict]) -> float:
+    """PQ's DQ (an F1 of the instances matched at IoU > 0.5), counts pooled over the images."""
+    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
+    return tp / (tp + 0.5 * fp + 0.5 * fn) if tp else 0.0
+
+
 def summarise(rows: list[dict]) -> dict:
     """Means over images, and pooled Dice / PQ."""
-    tp, fp, fn = (sum(r[k] for r in rows) for k in ("tp", "fp", "fn"))
-    dq = tp / (tp + 0.5 * fp + 0.5 * fn) if tp else 0.0
+    dq = detection_quality(rows)
     return {"images": len(rows), "Dice": float(np.mean([r["dice"] for r in rows])),
             "pooled Dice": 2 * sum(r["overlap"] for r in rows) / max(1, sum(r["pixels"] for r in rows)),
             "AJI": float(np.mean([r["aji"] for r in rows])), "DSB mean AP": float(np.mean([r["map"] for r in rows])),
