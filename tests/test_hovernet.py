@@ -293,6 +293,25 @@ def test_class_loss_leaves_out_images_without_classes():
 
 
 
+def test_gradient_loss_counts_the_distance_maps_slope_inside_nuclei_only():
+    from nuclei_core.training.train_hovernet import make_loss
+
+    target = torch.zeros(1, 4, 16, 16)
+    target[:, 0, 4:12, 2:14] = 1  # two nuclei side by side, columns 2-7 and 8-13
+    ramp = torch.linspace(-1, 1, 6)
+    target[0, 1, 4:12, 2:8], target[0, 1, 4:12, 8:14] = ramp, ramp  # horizontal maps flip at their border
+    output = torch.zeros(1, 9, 16, 16)
+    output[:, 2:4] = target[:, 1:3]
+    plain, with_gradients = make_loss([1.0] * 5), make_loss([1.0] * 5, gradient_weight=2.0)
+    assert torch.isclose(plain(output, target), with_gradients(output, target))  # exact maps: no gradient error
+    smoothed = output.clone()
+    smoothed[0, 2] = torch.nn.functional.avg_pool2d(target[:, 1:2], 5, 1, 2)[0, 0]  # the border blurred
+    assert with_gradients(smoothed, target) > plain(smoothed, target) + 0.1
+    outside = output.clone()
+    outside[0, 2:4, :2] = torch.randn(2, 2, 16)  # rows 0-1 only: nuclei start 2 rows beyond the 5 x 5 reach
+    assert torch.isclose(with_gradients(outside, target) - plain(outside, target), torch.tensor(0.0), atol=1e-6)
+
+
 def _typed_image(name: str, centres: list[tuple[int, int, int]], size: int = 200):
     from nuclei_core.data.instance_sets import InstanceAnnotatedImage
 
