@@ -90,8 +90,8 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
     region = parse_region(args.analysis_roi, slide.width, slide.height)
     model_class, default_weights = choose_model(args)
     weights = args.model_weights or str(default_weights)
-    settings = {**overrides(args), "precision": args.precision}
-    spec = ModelSpec(model_class, weights, device, tuple(sorted(settings.items())))
+    model_settings = {**overrides(args), "precision": args.precision}
+    spec = ModelSpec(model_class, weights, device, tuple(sorted(model_settings.items())))
     settings = EngineSettings(tile_size=args.analysis_tile_size, min_fgnd_frac=args.min_fgnd_frac,
                               batch_size=args.batch_size, scheduler=args.scheduler.strip(),
                               num_workers=args.num_workers)

@@ -73,6 +73,10 @@ def test_an_unknown_precision_is_a_device_error():
         UDNet.from_weights(UDNET_WEIGHTS, precision="float16")
     with pytest.raises(DeviceError, match="unknown precision 'half'"):
         fine_tune([], "UD-Net multi-organ", FineTuneSettings(precision="half"))
+    settings = TrainSettings(steps=1, learning_rate=0.1, eval_every=1, seed=0, checkpoint=None, precision="fp16")
+    with pytest.raises(DeviceError, match="unknown precision 'fp16'"):
+        train(nn.Linear(1, 1), lambda rng: (torch.zeros(1, 1), torch.zeros(1, 1)), nn.functional.mse_loss,
+              lambda net: (0.0, {}), settings)
 
 
 def test_bfloat16_training_steps_learn_and_keep_float32_weights(tmp_path):

@@ -47,12 +47,12 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def computing_in(precision: str, device: torch.device) -> AbstractContextManager:
-    """The context a network runs in at ``precision``: autocast to bfloat16 (weights stay float32; convolutions
-    and matrix products in bfloat16, reductions and softmax in float32), or nothing for float32."""
-    check_precision(precision, device)
-    if precision == "float32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+    """The context a network runs in at a ``precision`` :func:`check_precision` accepted: autocast to bfloat16
+    (weights stay float32; convolutions and matrix products in bfloat16, reductions and softmax in float32), or
+    nothing for float32."""
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return nullcontext()
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

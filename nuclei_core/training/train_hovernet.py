@@ -122,7 +122,7 @@ def make_loss(class_weights: list[float], gradient_weight: float = 0.0):
         hv_loss = nn.functional.mse_loss(output[:, 2:4], target[:, 1:3])
         if gradient_weight:
             inside = target[:, :1].float()
-            errors = (_distance_map_gradients(output[:, 2:4].float()) - _distance_map_gradients(target[:, 1:3])) ** 2
+            errors = (_distance_map_gradients(output[:, 2:4]) - _distance_map_gradients(target[:, 1:3])) ** 2
             hv_loss = hv_loss + gradient_weight * (errors * inside).sum() / (2 * inside.sum() + 1e-8)
         typed = (classes != UNTYPED).unsqueeze(1).float()
         if not typed.any():
@@ -262,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"give {len(model.class_names) + 1} --class-weights (background first)")
     sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter, args.scale_jitter,
                            args.hsv_jitter, args.class_balanced_crops)
-    state = train(model.network, sampler, make_loss(args.class_weights, args.gradient_loss_weight), make_validator(model, val_set),
-                  settings_from(args, device=device, schedule="step", validate_at_start=bool(args.init_weights)),
+    state = train(model.network, sampler, make_loss(args.class_weights, args.gradient_loss_weight),
+                  make_validator(model, val_set), settings_from(args, device=device, schedule="step", validate_at_start=bool(args.init_weights)),
                   log=lambda line: print(line, flush=True))
     save_best(args, model, state, lambda m: tune_thresholds(m, val_set))
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.base import computing_in
+from ..models.base import check_precision, computing_in
 from .batch_prefetch import PrefetchedBatches
 
 FIT_PROBE_STEPS = 20  # steps timed (after 3 warm-up steps) before fit_minutes sets the run's length
@@ -78,6 +78,7 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
 
     Resumes from ``settings.checkpoint`` when it exists; the learning rate follows a cosine decay.
     """
+    check_precision(settings.precision, torch.device(settings.device))
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     optimizer = make_optimizer(network, settings)
