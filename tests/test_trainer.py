@@ -66,6 +66,20 @@ def test_a_run_cut_to_its_budget_records_and_resumes_with_the_cut(tmp_path) -> N
     assert resumed["step"] == state["step"]
 
 
+@pytest.mark.parametrize("frozen", [False, True])
+def test_frozen_batch_norm_keeps_its_statistics_and_weights_while_the_rest_learns(tmp_path, frozen) -> None:
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1))
+    before = {name: value.clone() for name, value in network.state_dict().items()}
+    settings = TrainSettings(steps=8, learning_rate=1e-2, eval_every=4, seed=5, checkpoint=tmp_path / "bn.ckpt",
+                             freeze_batch_norm=frozen)
+    train(network, draw_batch, nn.functional.mse_loss, lambda net: (0.0, {}), settings, log=lambda line: None)
+    after = network.state_dict()
+    batch_norm_unchanged = all(torch.equal(before[key], after[key]) for key in before if key.startswith("1."))
+    assert batch_norm_unchanged == frozen
+    assert not torch.equal(before["0.weight"], after["0.weight"])  # the other layers learn either way
+
+
 def test_a_training_script_given_bad_input_ends_in_one_line_and_writes_nothing(tmp_path) -> None:
     (tmp_path / "images").mkdir(), (tmp_path / "labels").mkdir()
     output = tmp_path / "never.pt"

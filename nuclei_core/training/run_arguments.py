@@ -48,6 +48,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: i
                         help="what the training steps compute in: bfloat16 autocasts the forward pass and the loss "
                              "(weights, gradients and optimizer stay float32; about 2x faster on GPUs from NVIDIA "
                              "Ampere on and CPUs with AVX-512 BF16); validation stays float32")
+    parser.add_argument("--freeze-batch-norm", action="store_true",
+                        help="batch norm keeps the running statistics and affine weights it starts with (for "
+                             "fine-tuning from --init-weights on batches too small for good statistics, e.g. on a CPU)")
 
 
 def add_tuning_arguments(parser: argparse.ArgumentParser, tuned: str) -> None:
@@ -69,6 +72,7 @@ def settings_from(args: argparse.Namespace, checkpoint: Path | None = None, **ex
     return TrainSettings(steps=args.steps, learning_rate=args.learning_rate, eval_every=args.eval_every,
                          seed=args.seed, max_minutes=args.max_minutes, loader_workers=args.loader_workers,
                          fit_minutes=args.fit_minutes, precision=args.precision,
+                         freeze_batch_norm=args.freeze_batch_norm,
                          checkpoint=checkpoint or Path(args.checkpoint or args.output + ".ckpt"), **extra)
 
 

@@ -44,6 +44,8 @@ class TrainSettings:
     # worker processes, each step's batch from its own generator (batch_prefetch), the same for any worker count
     fit_minutes: float = 0.0  # > 0: after FIT_PROBE_STEPS steps, cut ``steps`` to what fits in this many minutes
     precision: str = "float32"  # or "bfloat16": forward pass and loss autocast (weights, gradients, Adam in float32)
+    freeze_batch_norm: bool = False  # batch norm keeps its running statistics and affine weights (fine-tuning on
+    # batches too small for good statistics)
 
 
 def make_optimizer(network: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
@@ -104,6 +106,8 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
             for group in optimizer.param_groups:
                 group["lr"] = lr
             network.train()
+            if settings.freeze_batch_norm:
+                freeze_batch_norm(network)
             step_started = time.time()
             inputs, targets = (t.to(settings.device) for t in next_batch())
             with computing_in(settings.precision, torch.device(settings.device)):
@@ -128,6 +132,16 @@ def train(network: nn.Module, sample_batch: BatchSampler, loss_fn: Callable, val
                 _save_atomically(state, settings.checkpoint)
     network.eval()  # a run stopped by max_minutes ends mid-training: batch norm must use its running statistics
     return state
+
+
+def freeze_batch_norm(network: nn.Module) -> None:
+    """Put every batch norm layer of a training ``network`` in eval mode (its running statistics used, not
+    updated) and stop its affine weights' gradients."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
 
 
 def fitted_steps(settings: TrainSettings, step: int, probe_seconds: list[float]) -> int:
