@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nuclei_core.training import train_segmenter
+from nuclei_core.training import train_hovernet, train_segmenter
 from nuclei_core.training.batch_prefetch import PrefetchedBatches, step_generator
 from nuclei_core.training.trainer import FIT_PROBE_STEPS, TrainSettings, fitted_steps, train
 
@@ -93,9 +93,10 @@ def test_a_training_script_given_bad_input_ends_in_one_line_and_writes_nothing(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "labels"]  # no weights, log or checkpoint
 
 
-@pytest.mark.parametrize("flag", ["--loader-workers", "--fit-minutes"])
-def test_negative_loader_workers_or_minutes_are_a_parser_error(flag, capsys) -> None:
+@pytest.mark.parametrize("script, flag", [(train_segmenter, "--loader-workers"), (train_segmenter, "--fit-minutes"),
+                                          (train_hovernet, "--gradient-loss-weight")])
+def test_negative_loader_workers_minutes_or_loss_weight_are_a_parser_error(script, flag, capsys) -> None:
     with pytest.raises(SystemExit) as stopped:
-        train_segmenter.main(["--output", "unused.pt", flag, "-1"])
+        script.main(["--output", "unused.pt", flag, "-1"])
     assert stopped.value.code == 2
     assert f"argument {flag}: must be 0 or more, not -1" in capsys.readouterr().err

@@ -13,7 +13,7 @@ from ..models.base import PRECISIONS
 from .trainer import TrainSettings
 
 
-def _at_least_zero(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+def at_least_zero(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     """An argparse type: ``convert`` of the text, refused (a one-line parser error) when negative."""
 
     def parse(text: str) -> Any:
@@ -35,11 +35,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: i
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loader-workers", type=_at_least_zero(int), default=0,
+    parser.add_argument("--loader-workers", type=at_least_zero(int), default=0,
                         help="draw the training batches in this many worker processes (0: in the training process); "
                              "with workers each step's batch has its own seeded generator, so the batches differ from "
                              "a run without workers but not between worker counts (a resumed run must keep the mode)")
-    parser.add_argument("--fit-minutes", type=_at_least_zero(float), default=0.0,
+    parser.add_argument("--fit-minutes", type=at_least_zero(float), default=0.0,
                         help="time the first steps, then cut --steps to the multiple of --eval-every whose training "
                              "steps fit in this many minutes (validation not counted); the run log records the "
                              "steps chosen, which --steps repeats (but for the learning rate of the timed steps, "

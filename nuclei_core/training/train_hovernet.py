@@ -31,8 +31,8 @@ from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
 from ..postprocess.hover import distance_targets, instance_types
-from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
-                            retune_saved, run_training_script, save_best, settings_from)
+from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, at_least_zero,
+                            load_start_weights, retune_saved, run_training_script, save_best, settings_from)
 from .trainer import train
 
 UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=DEFAULT_CONFIG["widths"])
     parser.add_argument("--class-weights", type=float, nargs="+", default=[1.0, 1.0, 1.0, 1.0, 1.0],
                         help="cross-entropy weight of background and each class, in order")
-    parser.add_argument("--gradient-loss-weight", type=float, default=0.0,
+    parser.add_argument("--gradient-loss-weight", type=at_least_zero(float), default=0.0,
                         help="weight of the distance maps' gradient error inside nuclei (HoVer-Net's MSGE; its "
                              "paper uses 2); 0: MSE alone, as the shipped weights were trained")
     parser.add_argument("--patch-size", type=int, default=128)
@@ -262,9 +262,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"give {len(model.class_names) + 1} --class-weights (background first)")
     sampler = make_sampler(train_set, args.patch_size, args.batch_size, args.stain_jitter, args.scale_jitter,
                            args.hsv_jitter, args.class_balanced_crops)
+    settings = settings_from(args, device=device, schedule="step", validate_at_start=bool(args.init_weights))
     state = train(model.network, sampler, make_loss(args.class_weights, args.gradient_loss_weight),
-                  make_validator(model, val_set), settings_from(args, device=device, schedule="step", validate_at_start=bool(args.init_weights)),
-                  log=lambda line: print(line, flush=True))
+                  make_validator(model, val_set), settings, log=lambda line: print(line, flush=True))
     save_best(args, model, state, lambda m: tune_thresholds(m, val_set))
 
 
