@@ -9,12 +9,15 @@ from typing import Any
 
 from nuclei_core.cli import main as run_cli, tuned_unless_set
 from nuclei_core.errors import InputError
-from nuclei_core.models.hovernet import DEFAULT_WEIGHTS, HoVerNet
+from nuclei_core.models.hovernet import AVERAGED, HoVerNet, shipped_network
 
 
 def choose_model(args: argparse.Namespace) -> tuple[type[HoVerNet], Path]:
-    """HoVer-Net with the shipped weights of the chosen network."""
-    return HoVerNet, DEFAULT_WEIGHTS[args.network]
+    """HoVer-Net with the shipped weights of the chosen network, or both shipped networks averaged."""
+    if args.network == AVERAGED and args.model_weights:
+        raise InputError(f"network '{AVERAGED}' runs the two shipped networks; model_weights replaces one "
+                         "network's weights: choose network 'SE + CA' or 'plain' with it")
+    return shipped_network(args.network)
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -443,3 +443,52 @@ def test_tuning_breaks_a_flat_score_by_the_nucleus_count() -> None:
     assert choose_setting([under, level, over]) is level
     clearly_better = {**under, "validation_score": 0.435 + 2 * SCORE_TIE}
     assert choose_setting([clearly_better, level, over]) is clearly_better
+
+
+def test_averaged_networks_are_the_mean_of_both_maps_each_in_its_window(shared_data):
+    from nuclei_core.data.instance_sets import load_typed_consep
+    from nuclei_core.models.hovernet import AVERAGED, DEFAULT_WEIGHTS, AveragedHoVerNet, shipped_network
+
+    image = load_typed_consep("val", shared_data)[0].image[:320, :320][None]
+    model_class, weights = shipped_network(AVERAGED)
+    averaged = model_class.from_weights(weights)
+    assert model_class is AveragedHoVerNet and averaged.name == "HoVer-Net (SE + CA and plain, averaged)"
+    members = [HoVerNet.from_weights(DEFAULT_WEIGHTS[network]) for network in ("SE + CA", "plain")]
+    assert [m.config["inference_window"] for m in (averaged, *averaged.partners)] == \
+        [m.config["inference_window"] for m in members]  # each network keeps the window it was tuned in
+    expected = (members[0].predict_outputs(image) + members[1].predict_outputs(image)) / 2
+    np.testing.assert_allclose(averaged.predict_outputs(image), expected, atol=1e-5)
+    record = averaged.parameters_record()
+    assert record["weights_version"] == " + ".join(m.weights_version for m in members)
+    assert record["averaged_with"][0]["model"] == "HoVer-Net (plain)"
+
+
+def test_averaged_networks_need_the_same_classes(tmp_path):
+    from nuclei_core.models.hovernet import DEFAULT_WEIGHTS, AveragedHoVerNet
+
+    other = tmp_path / "other_classes.pt"
+    HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32], "class_names": ["tumour", "stroma"]}).save(other, "other")
+
+    class AveragedWithOther(AveragedHoVerNet):
+        partner_weights = (other,)
+
+    with pytest.raises(WeightsError, match="need the same classes"):
+        AveragedWithOther.from_weights(DEFAULT_WEIGHTS["SE + CA"])
+
+
+def test_cli_runs_both_networks_averaged_and_refuses_other_weights_for_them(sample_svs, tmp_path, capfd):
+    from nuclei_core.models.hovernet import DEFAULT_WEIGHTS
+    from plugins.HoVerNetSegmentation import main as hover_main
+
+    out = tmp_path / "nuclei.anot"
+    assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--network",
+                       "both averaged"]) == 0
+    annotation = json.loads(out.read_text())
+    assert annotation["elements"] and "averaged" in annotation["name"]
+    assert annotation["attributes"]["averaged_with"][0]["weights_version"].startswith("hovernet-plain")
+    refused = tmp_path / "refused.anot"
+    code = hover_main([str(sample_svs), str(refused), "--analysis_roi", "900,900,150,150", "--network",
+                       "both averaged", "--model_weights", str(DEFAULT_WEIGHTS["plain"])])
+    err = capfd.readouterr().err.strip()
+    assert code == 2 and "Traceback" not in err and "runs the two shipped networks" in err.splitlines()[-1]
+    assert not refused.exists()

@@ -3,6 +3,7 @@ HoVer-Net's post-processing, with the class and its probability for each nucleus
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from ..errors import WeightsError
 from ..nuclei import Nuclei
 from ..postprocess.hover import hover_instances, instance_types
 from ..postprocess.instances import label_map_to_nuclei
@@ -21,6 +23,7 @@ CONSEP_CLASSES = ("other", "inflammatory", "epithelial", "spindle")  # HoVer-Net
 PROBABILITY = "Class probability"
 HAEMATOXYLIN = "Mean haematoxylin OD"  # optical density of the haematoxylin channel (Ruifrok deconvolution)
 DEFAULT_WEIGHTS = {"SE + CA": WEIGHTS_DIR / "hovernet_consep.pt", "plain": WEIGHTS_DIR / "hovernet_plain_consep.pt"}
+AVERAGED = "both averaged"  # the CLI's network choice that runs both shipped networks (AveragedHoVerNet)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "class_names": list(CONSEP_CLASSES),
@@ -42,7 +45,12 @@ class HoVerNet(NucleusModel):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return "HoVer-Net (SE + CA)" if self.config.get("attention", True) else "HoVer-Net (plain)"
+        return f"HoVer-Net ({self.variant})"
+
+    @property
+    def variant(self) -> str:
+        """Which network: ``SE + CA`` (the method) or ``plain`` (its ablation)."""
+        return "SE + CA" if self.config.get("attention", True) else "plain"
 
     @property
     def class_names(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -92,3 +100,50 @@ class HoVerNet(NucleusModel):
 
     def predict(self, tiles: np.ndarray) -> list[Nuclei]:
         return [self.postprocess(output, tile) for output, tile in zip(self.predict_outputs(tiles), tiles)]
+
+
+class AveragedHoVerNet(HoVerNet):
+    """An ensemble: the maps of its own network and of its partners (by default the shipped plain network), each
+    run in its own inference window, averaged before one post-processing at this model's thresholds. Slower than
+    either network alone and more accurate on validation (see the SE + CA model card)."""
+
+    partner_weights: tuple[Path, ...] = (DEFAULT_WEIGHTS["plain"],)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.partners: list[HoVerNet] = []  # before the network is built: its errors name the model
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def from_weights(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "AveragedHoVerNet":
+        """The weights at ``path`` and the partners', ``overrides`` applied to all (a partner keeps its own
+        inference window unless one is given); a WeightsError when their classes differ."""
+        model = super().from_weights(path, device, **overrides)
+        model.partners = [HoVerNet.from_weights(weights, device, **overrides) for weights in cls.partner_weights]
+        for partner in model.partners:
+            if partner.class_names != model.class_names:
+                raise WeightsError(f"networks averaged together need the same classes: {model.name} has "
+                                   f"{', '.join(model.class_names)}, {partner.name} {', '.join(partner.class_names)}")
+        model.weights_version = " + ".join(m.weights_version for m in (model, *model.partners))
+        return model  # type: ignore[return-value]
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"HoVer-Net ({' and '.join(m.variant for m in (self, *self.partners))}, averaged)"
+
+    def predict_outputs(self, tiles: np.ndarray) -> np.ndarray:
+        """The mean of the members' outputs (see :class:`HoVerNet`)."""
+        outputs = [super().predict_outputs(tiles)] + [partner.predict_outputs(tiles) for partner in self.partners]
+        return sum(outputs) / len(outputs)
+
+    def parameters_record(self) -> dict[str, Any]:
+        """This network's record, with each partner's weights version and inference window."""
+        partners = [{"model": p.name, "weights_version": p.weights_version,
+                     "inference_window": p.config.get("inference_window")} for p in self.partners]
+        return {**super().parameters_record(), "averaged_with": partners}
+
+
+def shipped_network(network: str) -> tuple[type[HoVerNet], Path]:
+    """The model class and weights of a network the CLI offers: ``SE + CA``, ``plain`` or :data:`AVERAGED`."""
+    if network == AVERAGED:
+        return AveragedHoVerNet, DEFAULT_WEIGHTS["SE + CA"]
+    return HoVerNet, DEFAULT_WEIGHTS[network]
