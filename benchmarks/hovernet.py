@@ -5,7 +5,7 @@ Accuracy: CoNSeP ``test`` (14 tiles, 40x, classes merged to other / inflammatory
 whole images, each network as shipped (on windows of the side its weights name), on whole tiles in one pass and
 flip averaged, post-processing thresholds as tuned on the validation images; then both networks' maps averaged
 (the CLI's ``both averaged``: each network in its own window, SE + CA's thresholds, which the same tuning grid
-chose for the average on the validation images). Dice and AJI are means over images;
+chose for the average on the validation images, ``benchmarks/hovernet_validation.py``). Dice and AJI are means over images;
 PQ and multi-class PQ+ (CoNIC) pool their counts over the images; R² is CoNIC's multi-class R² of the
 per-image nucleus counts of each class; found / true: the nuclei found over the true ones, all images. Speed: the
 HoVerNetSegmentation CLI on the sample slide in a fresh process, as the DSA runs it.

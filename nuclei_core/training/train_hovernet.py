@@ -180,6 +180,18 @@ def start_from(model: HoVerNet, path: str) -> None:
     model.config.update({key: start.config[key] for key in TUNED_THRESHOLDS})
 
 
+def threshold_candidates(model: HoVerNet, outputs: list[np.ndarray], items: list[InstanceAnnotatedImage]) -> list[dict]:
+    """The validation scores (:func:`validation_scores`) of every (foreground, edge) threshold pair of the tuning
+    grid on the model's ``outputs`` of ``items``; the model's thresholds are left at the grid's last pair."""
+    candidates = []
+    for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
+        model.config.update(foreground_threshold=foreground, edge_threshold=edge)
+        scores = validation_scores(model, outputs, items)
+        candidates.append({"foreground_threshold": foreground, "edge_threshold": edge,
+                           "validation_score": scores.pop("score"), **scores})
+    return candidates
+
+
 def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dict:
     """The inference window and (foreground, edge) thresholds chosen by :func:`choose_setting` on validation,
     with their validation scores."""
@@ -187,11 +199,8 @@ def tune_thresholds(model: HoVerNet, items: list[InstanceAnnotatedImage]) -> dic
     for window in INFERENCE_WINDOWS:
         model.config.update(inference_window=window)
         outputs = [model.predict_outputs(i.image[None])[0] for i in items]
-        for foreground, edge in itertools.product(FOREGROUND_THRESHOLDS, EDGE_THRESHOLDS):
-            model.config.update(foreground_threshold=foreground, edge_threshold=edge)
-            scores = validation_scores(model, outputs, items)
-            candidates.append({"inference_window": window, "foreground_threshold": foreground,
-                               "edge_threshold": edge, "validation_score": scores.pop("score"), **scores})
+        candidates += [{"inference_window": window, **candidate}
+                       for candidate in threshold_candidates(model, outputs, items)]
     best = choose_setting(candidates)
     model.config.update({key: best[key] for key in ("inference_window", "foreground_threshold", "edge_threshold")})
     return best
