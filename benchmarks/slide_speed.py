@@ -29,10 +29,12 @@ from nuclei_core.tiling import plan_tiles  # noqa: E402
 SAMPLE = ROOT.parent / "shared/data/wsi/CMU-1-Small-Region.svs"
 
 
-def timed(command: list[str]) -> tuple[float, float]:
+def timed(command: list[str], extra_environment: dict[str, str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB, process tree) of ``command``; fails loudly on a non-zero exit. The command
-    runs with the machine's default thread counts, whatever this process was limited to."""
+    runs with the machine's default thread counts, whatever this process was limited to, plus
+    ``extra_environment``."""
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    environment.update(extra_environment or {})
     started = time.time()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=environment)

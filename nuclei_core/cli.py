@@ -16,6 +16,7 @@ import ctk_cli
 from shapely.geometry import MultiPolygon
 
 from . import __version__
+from .allocator import keep_freed_memory
 from .cli_spec import cli_parser, spec_path
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
@@ -119,6 +120,7 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
 def run_guarded(cli_name: str, action: Callable[[argparse.Namespace], None], argv: list[str] | None = None) -> int:
     """Parse ``argv`` with the CLI's XML spec and run ``action`` on it; problems become one line and exit code 2."""
     args = cli_parser(cli_name).parse_args(argv)
+    keep_freed_memory()
     try:
         action(args)
     except NucleiError as exc:

@@ -2,32 +2,40 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import sys
 
 from nuclei_core.cli_spec import available_clis, cli_parser
 
+PROG = "python -m plugins"
+USAGE = f"""usage: {PROG} --list_cli | <CLI> --xml | <CLI> --help | <CLI> [parameters...]
+
+Nucleus analysis CLIs for the DSA.
+  --list_cli   print the JSON list of CLIs (what slicer_cli_web reads) and exit
+  <CLI>        run that CLI; '<CLI> --help' explains each of its parameters, '<CLI> --xml' prints its spec
+CLIs: {{names}}"""
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to a CLI, or list them as slicer_cli_web expects."""
+    """Dispatch to a CLI, or list them as slicer_cli_web expects; a wrong first argument is a one-line error."""
     argv = sys.argv[1:] if argv is None else argv
     names = available_clis()
-    parser = argparse.ArgumentParser(prog="python -m plugins", description="Nucleus analysis CLIs for the DSA")
-    parser.add_argument("--list_cli", action="store_true", help="print the JSON list of CLIs and exit")
-    parser.add_argument("cli", nargs="?", choices=names, help="the CLI to run; its own --help lists its parameters")
-    options = parser.parse_args(argv[:1])
-    if options.list_cli:
+    first = argv[0] if argv else None
+    if first == "--list_cli":
         print(json.dumps({name: {"type": "python"} for name in names}, indent=2))
         return 0
-    if options.cli is None:
-        parser.print_help()
+    if first in ("-h", "--help"):
+        print(USAGE.format(names=", ".join(names)))
+        return 0
+    if first not in names:
+        problem = "no CLI named" if first is None else f"unknown CLI {first!r}"
+        print(f"{PROG}: error: {problem}; choose one of {', '.join(names)} (or --list_cli)", file=sys.stderr)
         return 2
     if argv[1:] in (["--xml"], ["--help"], ["-h"]):
         # asked of every CLI when slicer_cli_web registers an image: the parser answers and exits, no model loaded
-        cli_parser(options.cli).parse_args(argv[1:])
-    return importlib.import_module(f"plugins.{options.cli}").main(argv[1:])
+        cli_parser(first).parse_args(argv[1:])
+    return importlib.import_module(f"plugins.{first}").main(argv[1:])
 
 
 if __name__ == "__main__":

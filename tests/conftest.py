@@ -138,3 +138,8 @@ def disposable_girder(tmp_path_factory):
     """A second Girder server of its own, for a test that stops it: yields (GirderServer, process)."""
     with running_girder(tmp_path_factory.mktemp("girder-disposable")) as started:
         yield started
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "container: builds the plugin image and runs it with a container engine "
+                                       "(podman or docker; skipped, with the reason, where there is none)")

@@ -381,22 +381,26 @@ def test_missing_positional_argument_is_an_argparse_error(runs):
     assert run.listing_after == run.listing_before
 
 
-def test_entrypoint_rejects_an_unknown_cli(capfd):
+@pytest.mark.parametrize("argv, problem", [(["NoSuchCLI", "in.svs", "out.anot"], "unknown CLI 'NoSuchCLI'"),
+                                           ([], "no CLI named")])
+def test_entrypoint_without_a_known_cli_is_a_one_line_error(argv, problem, capfd):
     from plugins.__main__ import main
 
-    with pytest.raises(SystemExit) as exited:
-        main(["NoSuchCLI", "in.svs", "out.anot"])
-    assert exited.value.code == 2
-    err = capfd.readouterr().err
-    assert "Traceback" not in err
-    assert "NoSuchCLI" in _last_line(err) and "invalid choice" in _last_line(err)
+    assert main(argv) == 2
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith(f"python -m plugins: error: {problem}; choose one of ")
+    assert "UDNetDetection" in captured.err and "--list_cli" in captured.err
 
 
-def test_entrypoint_without_a_cli_prints_its_help_and_fails(capsys):
+def test_entrypoint_help_lists_the_contract_and_every_cli(capsys):
     from plugins.__main__ import main
 
-    assert main([]) == 2
-    assert "--list_cli" in capsys.readouterr().out
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--list_cli" in out and "<CLI> --xml" in out
+    assert all(name in out for name in available_clis())
 
 
 # ---------------------------------------------------------------------------------- happy path

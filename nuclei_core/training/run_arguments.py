@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from ..allocator import keep_freed_memory
 from ..errors import InputError, NucleiError
 from ..models.base import PRECISIONS
 from .trainer import TrainSettings
