@@ -9,7 +9,7 @@ engine_setup=../shared/tools/container-engine.sh
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
     echo "setup-machine: using the running docker engine"
 elif [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && [ -f "$engine_setup" ]; then
-    bash "$engine_setup" | head -1
+    bash "$engine_setup"
 else
     echo "setup-machine: no container engine set up (needs root, apt-get and $engine_setup)" >&2
 fi

@@ -93,7 +93,7 @@ def _one_line_error(stderr: str) -> str:
 
 
 @pytest.mark.container
-def test_image_is_within_the_size_goal_and_carries_the_dsa_contract(engine, image):
+def test_image_stays_under_its_size_ceiling_and_carries_the_dsa_contract(engine, image):
     assert engine.image_size(image) <= IMAGE_SIZE_CEILING
     config = json.loads(engine.call(["image", "inspect", "--format", "{{json .Config}}", image]).stdout)
     assert config["Labels"]["com.nvidia.volumes.needed"] == "nvidia_driver"

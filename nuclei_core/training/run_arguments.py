@@ -126,7 +126,8 @@ def load_start_weights(model: Any, start: Any, path: str, architecture_keys: tup
 
 def run_training_script(main: Callable[[], None]) -> None:
     """Run a training script's ``main`` from the command line: bad input (a NucleiError) ends it with one line on
-    stderr and the error's exit code instead of a traceback."""
+    stderr and the error's exit code instead of a traceback. Freed memory is kept for reuse, as in the CLIs."""
+    keep_freed_memory()
     try:
         main()
     except NucleiError as exc:
