@@ -61,6 +61,14 @@ ModelOverrides = Callable[[argparse.Namespace], dict[str, Any]]
 ModelChoice = Callable[[argparse.Namespace], tuple[type[SlideModel], Path]]
 
 
+def changed_parameters(cli_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The recorded parameters whose values differ from the spec's defaults (what a user chose for this run)."""
+    parser = cli_parser(cli_name)
+    positional = [getattr(args, a.dest) for a in parser._actions if not a.option_strings]
+    defaults = vars(parser.parse_args([str(value) for value in positional]))
+    return {k: v for k, v in vars(args).items() if k not in HIDDEN_FROM_RECORD and defaults.get(k) != v}
+
+
 def write_nuclei_outputs(args: argparse.Namespace, slide: Slide, region: MultiPolygon | None, nuclei: Nuclei,
                          names: tuple[str, str], attributes: dict[str, Any],
                          extra: tuple[tuple[str, Writer], ...] = ()) -> None:
@@ -100,19 +108,22 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
     if not result.plan.tiles:
         print(f"{cli_name}: no tissue found in {Path(slide.path).name} (or its region); "
               "writing an empty result", file=sys.stderr)
+    created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     attributes = {
         **result.model_record,
         "cli": cli_name,
         "nuclei_core_version": __version__,
         "slide": Path(slide.path).name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": created.isoformat(),
         "parameters": {k: v for k, v in vars(args).items() if k not in HIDDEN_FROM_RECORD},
+        "changed_parameters": changed_parameters(cli_name, args),
     }
     nuclei = result.nuclei
     if nuclei.contours is not None:
         nuclei.measurements.update(contour_measurements(nuclei.contours, slide.microns_per_pixel))
     model_name = result.model_record["model"]
-    write_nuclei_outputs(args, slide, region, nuclei, (f"{model_name} nuclei", model_name), attributes)
+    title = f"{model_name} nuclei, {created:%Y-%m-%d %H:%M:%S} UTC"  # runs on one slide told apart by name
+    write_nuclei_outputs(args, slide, region, nuclei, (title, model_name), attributes)
     print(f"{cli_name}: {len(nuclei)} nuclei in {len(result.plan.tiles)} of {result.plan.tiles_total} tiles, "
           f"{result.seconds:.1f} s", file=sys.stderr)
 

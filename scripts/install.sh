@@ -18,5 +18,11 @@ python3 -m uv pip install --quiet -p .venv/bin/python "${requirements[@]}" histo
 if [ "${1:-}" = --test ]; then
     # HistomicsUI's Girder-5 build pins girder-large-image 1.32.2a115: install it without dependencies
     python3 -m uv pip install --quiet -p .venv/bin/python --no-deps histomicsui==2.0.0a2
+    # ... whose wheel ships no web client: HistomicsUI's own, built from its source, is in ../shared/vendor
+    web_client=../shared/vendor/histomicsui-web-client/histomicsui-web-client-girder5-e2d95b0.tar.gz
+    if [ -f "$web_client" ]; then
+        site=$(.venv/bin/python -c 'import histomicsui, os; print(os.path.dirname(histomicsui.__file__))' 2>/dev/null)
+        mkdir -p "$site/web_client" && tar -xzf "$web_client" -C "$site/web_client"
+    fi
 fi
 python3 -m uv pip install --quiet -p .venv/bin/python --no-deps -e .

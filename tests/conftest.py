@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from container_engine import IMAGE_TAG, ContainerEngine, EngineUnavailable, export_committed_tree
+from dsa_stack import stop
+
 # CI clones the repository with shared/ beside it: <parent>/main and <parent>/shared/data.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -85,16 +88,6 @@ def _wait_for_girder(process: subprocess.Popen, log: Path) -> str:
     raise RuntimeError(f"Girder did not start (exit code {process.poll()}); its log ends:\n{tail}")
 
 
-def _stop(process: subprocess.Popen) -> None:
-    """Terminate the server, and kill it if it has not stopped within 10 s."""
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _set_up_girder(api_url: str, assetstore: Path) -> GirderServer:
     """Create the admin (the first user is the admin), a filesystem assetstore and a test folder."""
     import girder_client
@@ -109,19 +102,22 @@ def _set_up_girder(api_url: str, assetstore: Path) -> GirderServer:
 
 
 @contextlib.contextmanager
-def running_girder(root: Path):
-    """Start a Girder process under ``root`` and set it up; yields (GirderServer, process); stops it."""
+def running_girder(root: Path, broker: str | None = None):
+    """Start a Girder process under ``root`` and set it up; yields (GirderServer, process); stops it.
+
+    With ``broker`` its jobs go to that celery broker (tests/girder_launcher.py ``--broker``)."""
     if importlib.util.find_spec("girder") is None:
         pytest.skip("the Girder test server is not installed: bash scripts/install.sh --test")
     log = root / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [sys.executable, str(GIRDER_LAUNCHER), "--port", "0", "--root", str(root / "tmp")],
+            [sys.executable, str(GIRDER_LAUNCHER), "--port", "0", "--root", str(root / "tmp"),
+             *(["--broker", broker] if broker else [])],
             stdout=out, stderr=subprocess.STDOUT)
     try:
         yield _set_up_girder(_wait_for_girder(process, log), root / "assetstore"), process
     finally:
-        _stop(process)
+        stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -140,6 +136,28 @@ def disposable_girder(tmp_path_factory):
         yield started
 
 
+# --- The plugin image, built once per session for the image and DSA job tests ----------------------
+
+@pytest.fixture(scope="session")
+def engine() -> ContainerEngine:
+    """podman or docker (scripts/setup-machine.sh sets podman up); the tests that need one skip without."""
+    try:
+        return ContainerEngine.find()
+    except EngineUnavailable as unavailable:
+        pytest.skip(f"no container engine: {unavailable}")
+
+
+@pytest.fixture(scope="session")
+def image(engine, tmp_path_factory) -> str:
+    """The image built from the committed tree (a reused machine keeps the engine's layer cache): its tag."""
+    context = export_committed_tree(tmp_path_factory.mktemp("image-context"))
+    built = engine.build(context, IMAGE_TAG)
+    assert built.returncode == 0, f"image build failed:\n{built.stdout[-4000:]}\n{built.stderr[-4000:]}"
+    return IMAGE_TAG
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "container: builds the plugin image and runs it with a container engine "
                                        "(podman or docker; skipped, with the reason, where there is none)")
+    config.addinivalue_line("markers", "dsa_job: a pathologist's job through HistomicsUI, girder_worker and the "
+                                       "image (needs the container engine, redis-server and chromium)")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = "docker/Dockerfile"
+IMAGE_TAG = "localhost/nuclei-analysis:test"  # what the suite builds and the DSA job tests add to Girder
 # Written by ../shared/tools/container-engine.sh (through scripts/setup-machine.sh): podman's settings for
 # these machines (runc, the ulimits the sandbox allows).
 PODMAN_CONF = Path("/etc/containers/containers.conf.d-nuclei")

@@ -1,12 +1,12 @@
 """A real Girder 5 server for the tests: its database is mongomock, its notifications fakeredis.
 
-    python tests/girder_launcher.py --port 8080 --root /tmp/girder
+    python tests/girder_launcher.py --port 8080 --root /tmp/girder [--broker redis://127.0.0.1:6379/0]
 
 serves ``girder.asgi:app`` (every installed Girder plugin: large_image, large_image_annotation,
 slicer_cli_web, jobs, worker, histomicsui) with uvicorn on 127.0.0.1 only, and prints
 ``GIRDER READY <api url>`` once the API answers. The database is in memory and lost when the process
 ends; ``--root`` holds the process's temporary files. Celery tasks (annotation ingestion, folder
-copies) run in-process.
+copies) run in-process, or, with ``--broker``, in a girder_worker process that reads that broker.
 """
 
 import argparse
@@ -92,14 +92,36 @@ def _patch_missing_web_client() -> None:
     girder.plugin.registerPluginStaticContent = register_present
 
 
-def _configure_environment(root: str) -> None:
-    """Girder and celery settings (read when girder is imported) and a private temporary folder."""
-    os.environ["GIRDER_WORKER_TASK_ALWAYS_EAGER"] = "true"  # celery tasks run in the request
-    os.environ["GIRDER_WORKER_BROKER"] = "memory://localhost/"  # never reach for an AMQP broker
-    os.environ["GIRDER_WORKER_BACKEND"] = "cache+memory://"
+def _configure_environment(root: str, broker: str | None) -> None:
+    """Girder and celery settings (read when girder is imported) and a private temporary folder.
+
+    Without a broker, celery tasks run in the request; with one (``redis://127.0.0.1:PORT/0``) they go
+    to it, for a separate girder_worker process to run, as in a DSA deployment."""
+    if broker:
+        os.environ["GIRDER_WORKER_TASK_ALWAYS_EAGER"] = "false"
+        os.environ["GIRDER_WORKER_BROKER"] = broker
+        os.environ["GIRDER_WORKER_BACKEND"] = broker
+    else:
+        os.environ["GIRDER_WORKER_TASK_ALWAYS_EAGER"] = "true"  # celery tasks run in the request
+        os.environ["GIRDER_WORKER_BROKER"] = "memory://localhost/"  # never reach for an AMQP broker
+        os.environ["GIRDER_WORKER_BACKEND"] = "cache+memory://"
     os.environ["GIRDER_SERVER_MODE"] = "testing"  # tracebacks in error responses
     os.environ["TMPDIR"] = root
     os.makedirs(root, exist_ok=True)
+
+
+def _start_local_worker() -> None:
+    """Consume celery's ``local`` queue in this process, as a DSA runs a worker beside Girder.
+
+    Girder 5 sends the tasks that need its database (annotation ingestion, folder copies) to the
+    ``local`` queue, for a worker with the server's database connection; the database here is this
+    process's memory, so that worker is a thread of this process, reading the same broker."""
+    from celery.worker import WorkController
+    from girder_worker.app import app
+
+    worker = WorkController(app=app, queues=["local"], pool_cls="threads", concurrency=2,
+                            hostname="local@girder-test", loglevel="WARNING")
+    threading.Thread(target=worker.start, name="local-celery-worker", daemon=True).start()
 
 
 def _bind(port: int) -> socket.socket:
@@ -124,14 +146,17 @@ def _announce_when_ready(api_url: str, timeout: float = 60.0) -> None:
             time.sleep(0.1)
 
 
-def serve(port: int, root: str) -> None:
+def serve(port: int, root: str, broker: str | None = None) -> None:
     """Patch, load Girder with every installed plugin, and serve it on 127.0.0.1:port."""
-    _configure_environment(root)
+    _configure_environment(root, broker)
     _patch_mongomock()
     _patch_notifications()
     _patch_girder_cursor_types()
     _patch_missing_web_client()
     from girder.asgi import app  # creates the app and loads the plugins
+
+    if broker:
+        _start_local_worker()
 
     sock = _bind(port)
     api_url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v1"
@@ -141,12 +166,13 @@ def serve(port: int, root: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``--port`` (0 = any free port) and ``--root`` (temporary files)."""
+    """Command line: ``--port`` (0 = any free port), ``--root`` (temporary files), ``--broker``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="loopback port (0: any free port)")
     parser.add_argument("--root", required=True, help="folder for the server's temporary files")
+    parser.add_argument("--broker", help="celery broker for girder_worker jobs (default: run tasks in-process)")
     args = parser.parse_args(argv)
-    serve(args.port, args.root)
+    serve(args.port, args.root, args.broker)
 
 
 if __name__ == "__main__":

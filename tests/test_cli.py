@@ -14,6 +14,7 @@ shipped weights get replaced.
 from __future__ import annotations
 
 import gzip
+import datetime
 import json
 import logging
 import os
@@ -445,6 +446,12 @@ def test_happy_path_writes_a_large_image_annotation_of_points_in_the_roi(happy):
     assert parameters["analysis_roi"] == list(map(float, ROI))
     assert {"batch_size", "analysis_tile_size", "min_fgnd_frac", "device"} <= set(parameters)
     assert "girderToken" not in parameters and "girderApiUrl" not in parameters
+    # Reruns on one slide are told apart: the name carries the run's time, the description what was changed.
+    created = datetime.datetime.fromisoformat(attributes["created"])
+    assert document["name"] == f"UD-Net nuclei, {created:%Y-%m-%d %H:%M:%S} UTC"
+    assert attributes["changed_parameters"] == {"analysis_roi": list(map(float, ROI))}  # the rest: defaults
+    assert document["description"] == (f"{len(elements)} nuclei; UD-Net; settings: analysis_roi="
+                                        + ",".join(map(str, ROI)))
     raw = (happy.job.out / "nuclei.anot").read_text()
     assert HAPPY_TOKEN not in raw, "the Girder token was written into the annotation"
     summary = re.search(rf"^{CLI}: (\d+) nuclei", _last_line(happy.stderr))

@@ -8,6 +8,8 @@ NAMED_COLORS: dict[str, tuple[int, int, int]] = {
     "fibroblast": (30, 120, 230),
     "inflammatory": (250, 200, 0),
     "others": (160, 160, 160),
+    "other": (160, 160, 160),  # HoVer-Net's merged CoNSeP types: other, inflammatory, epithelial, spindle
+    "spindle": (30, 120, 230),  # spindle-shaped (fibroblast, muscle, endothelial): the fibroblast colour
     "true positive": (0, 190, 0),  # EvaluateNuclei: found and right ...
     "false positive": (255, 140, 0),  # ... found but not in the truth ...
     "false negative": (230, 0, 230),  # ... in the truth but missed

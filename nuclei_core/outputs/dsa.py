@@ -26,6 +26,19 @@ def _element(nuclei: Nuclei, index: int, label: str, color: tuple[int, int, int]
             "fillColor": css_rgb(color, 0.8), **common}
 
 
+def _description(count: int, attributes: dict[str, Any]) -> str:
+    """What HistomicsUI shows under an annotation: nuclei, model, and the settings changed from the defaults."""
+    def shown(value: Any) -> str:
+        if isinstance(value, list):
+            return ",".join(map(shown, value))
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    changed = attributes.get("changed_parameters") or {}
+    settings = ", ".join(f"{name}={shown(value)}" for name, value in changed.items())
+    return "; ".join(filter(None, (f"{count} nuclei", attributes.get("model", ""),
+                                   f"settings: {settings}" if changed else "default settings")))
+
+
 def annotation_documents(nuclei: Nuclei, name: str, attributes: dict[str, Any],
                          max_elements: int = DEFAULT_MAX_ELEMENTS) -> list[dict[str, Any]]:
     """One annotation document per ``max_elements`` nuclei (at least one, possibly empty)."""
@@ -36,7 +49,7 @@ def annotation_documents(nuclei: Nuclei, name: str, attributes: dict[str, Any],
     documents = []
     for number, chunk in enumerate(chunks, start=1):
         title = name if len(chunks) == 1 else f"{name} ({number} of {len(chunks)})"
-        documents.append({"name": title, "description": f"{len(chunk)} nuclei; {attributes.get('model', '')}",
+        documents.append({"name": title, "description": _description(len(chunk), attributes),
                           "attributes": {**attributes, "part": number, "parts": len(chunks)},
                           "elements": chunk})
     return documents
