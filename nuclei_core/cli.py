@@ -12,12 +12,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import ctk_cli
 from shapely.geometry import MultiPolygon
 
 from . import __version__
 from .allocator import keep_freed_memory
-from .cli_spec import cli_parser, spec_path
+from .cli_spec import cli_parser
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
 from .models.base import SlideModel, resolve_device
@@ -29,22 +28,10 @@ from .outputs.overlay import render_overlay, write_png
 from .region import parse_region
 from .shape_measurements import contour_measurements
 from .slide import Slide
+from .validation import check_parameters
 
 OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage")
 HIDDEN_FROM_RECORD = {"girderToken", "girderApiUrl", "inputImageFile", *OUTPUT_PARAMETERS}
-
-
-def check_constraints(spec: Path, args: argparse.Namespace) -> None:
-    """Every numeric parameter inside the minimum/maximum its XML ``<constraints>`` give."""
-    for parameter in ctk_cli.CLIModule(str(spec)).parameters():
-        limits = parameter.constraints
-        value = getattr(args, parameter.name, None)
-        if limits is None or value is None:
-            continue
-        low = float(limits.minimum) if limits.minimum is not None else None
-        high = float(limits.maximum) if limits.maximum is not None else None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise InputError(f"{parameter.name}={value} is outside the allowed range {low:g} to {high:g}")
 
 
 def tuned_unless_set(value: float, name: str, low: float, high: float) -> float | None:
@@ -89,7 +76,6 @@ def write_nuclei_outputs(args: argparse.Namespace, slide: Slide, region: MultiPo
 
 def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, args: argparse.Namespace) -> None:
     """Analyse the slide named in ``args`` and write every requested output (all or nothing)."""
-    check_constraints(spec_path(cli_name), args)
     for name in OUTPUT_PARAMETERS:
         if getattr(args, name, None):
             check_writable(getattr(args, name))
@@ -133,6 +119,7 @@ def run_guarded(cli_name: str, action: Callable[[argparse.Namespace], None], arg
     args = cli_parser(cli_name).parse_args(argv)
     keep_freed_memory()
     try:
+        check_parameters(cli_name, args)
         action(args)
     except NucleiError as exc:
         print(f"{cli_name}: error: {exc}", file=sys.stderr)

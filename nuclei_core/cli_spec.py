@@ -12,6 +12,7 @@ import os
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import NoReturn
 
 from slicer_cli_web import CLIArgumentParser
 
@@ -48,8 +49,16 @@ def spec_path(cli_name: str) -> Path:
     return path
 
 
+class OneLineErrorParser(CLIArgumentParser):
+    """ctk_cli's parser whose command-line errors are one line (argparse prints the usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        message = message.replace("invalid parseValue value", "invalid value")  # ctk_cli's converter's name
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def cli_parser(cli_name: str) -> CLIArgumentParser:
     """The argument parser of ``cli_name`` built from its spec (it also answers ``--xml`` and ``--help``)."""
-    parser = CLIArgumentParser(str(spec_path(cli_name)))
+    parser = OneLineErrorParser(str(spec_path(cli_name)))
     parser.prog = cli_name  # not "__main__.py" in usage lines and argparse errors under ``python -m plugins``
     return parser

@@ -16,10 +16,13 @@ from .outputs.atomic import check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
 from .outputs.readers import is_geojson, read_nuclei
+from .validation import check_not_an_input, check_output_suffix
 
 
 def convert(source: str, target: str, name: str = "converted nuclei") -> int:
     """Write ``source``'s nuclei to ``target`` in the other format; returns how many."""
+    check_output_suffix("target", target, [".anot", ".geojson"])
+    check_not_an_input("target", target, {"source": Path(source)} if Path(source).exists() else {})
     check_writable(target)
     nuclei = read_nuclei(source)
     if is_geojson(target):

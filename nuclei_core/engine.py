@@ -221,12 +221,19 @@ def _run_on_dask(slide: Slide, spec: ModelSpec, model: SlideModel, preparation: 
             raise RuntimeError(f"Dask returned {len(merged)} of {len(batches)} tile batches")
 
 
+def required_points(model: SlideModel) -> np.ndarray | None:
+    """Base-pixel points whose tiles are analysed whatever the tissue mask says, or None: a model that
+    classifies nuclei a user gave declares them with ``required_points()``, so that none is dropped."""
+    declared = getattr(model, "required_points", None)
+    return declared() if declared is not None else None
+
+
 def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, settings: EngineSettings) -> SlideResult:
     """All nuclei of ``slide`` (inside ``region``), each reported once, in base pixel coordinates."""
     started = time.time()
     model = spec.build()
     plan = plan_tiles(slide, model.analysis_magnification, settings.tile_size, model.halo, region,
-                      settings.min_fgnd_frac)
+                      settings.min_fgnd_frac, required_points(model))
     batches = _batches(plan.tiles, settings.batch_size)
     progress = Progress(len(plan.tiles), model.name, f"{len(plan.tiles)} tiles", settings.show_progress)
     try:

@@ -17,15 +17,14 @@ from shapely.geometry import MultiPolygon, Polygon
 
 from . import __version__
 from .agreement import Agreement, agree, inside, parse_class_map
-from .cli import check_constraints, write_nuclei_outputs
-from .cli_spec import spec_path
+from .cli import write_nuclei_outputs
 from .engine import check_scheduler
 from .errors import InputError
 from .method_runs import parse_method, run_method
 from .nuclei import Nuclei
 from .outputs.atomic import check_writable
 from .outputs.overlay import write_png
-from .outputs.readers import read_nuclei, read_nuclei_and_regions
+from .outputs.readers import check_inside, read_nuclei, read_nuclei_and_regions
 from .outputs.report import render_report, write_metrics_csv, write_metrics_json
 from .region import parse_region
 from .slide import Slide
@@ -77,7 +76,6 @@ def _metrics(args: argparse.Namespace, slide: Slide, region: MultiPolygon | None
 
 def run(args: argparse.Namespace) -> None:
     """Score the method's nuclei against the truth annotation and write every requested output (all or nothing)."""
-    check_constraints(spec_path(CLI_NAME), args)
     if not args.truthAnnotationFile:
         raise InputError("give your annotation of the slide with --truth_annotation")
     for name in OUTPUTS:
@@ -89,6 +87,7 @@ def run(args: argparse.Namespace) -> None:
     truth, truth_regions = read_nuclei_and_regions(args.truthAnnotationFile, args.region_label)
     if not len(truth):
         raise InputError(f"the truth annotation {Path(args.truthAnnotationFile).name} holds no nuclei")
+    check_inside(truth, slide.width, slide.height, args.truthAnnotationFile)
     region = scored_region(truth_regions, parse_region(args.analysis_roi, slide.width, slide.height),
                            slide.width, slide.height)
     inside_truth = inside(truth, region)
@@ -96,6 +95,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"no nucleus of {Path(args.truthAnnotationFile).name} lies inside its regions")
     if args.inputNucleiAnnotationFile:
         source, predicted = Path(args.inputNucleiAnnotationFile).name, read_nuclei(args.inputNucleiAnnotationFile)
+        check_inside(predicted, slide.width, slide.height, args.inputNucleiAnnotationFile)
     else:
         method = parse_method(args.method, args.method_options)
         source, predicted = method.label, run_method(method, args.inputImageFile, region, args)

@@ -34,7 +34,7 @@ from .models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from .models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
 from .models.udnet import WEIGHTS_BY_TRAINING_SET
 from .nuclei import Nuclei
-from .outputs.readers import read_nuclei_and_regions
+from .outputs.readers import check_inside, read_nuclei_and_regions
 from .slide import Slide
 from .training.fine_tuning_kinds import ClassifierFineTuning, DetectorFineTuning, FineTuning, SegmenterFineTuning
 from .training.slide_cells import Cell, hold_out, region_cells
@@ -121,6 +121,7 @@ def _cells(annotated: list[AnnotatedSlide], base: str, magnification: float, set
     for item in annotated:
         slide = Slide(item.slide, item.input_mag)
         truth, regions = read_nuclei_and_regions(item.truth, region_label)
+        check_inside(truth, slide.width, slide.height, item.truth)
         learns_from = BASE_MODELS[base][0].learns_from
         if learns_from == "outlines" and truth.contours is None:
             raise InputError(f"{base} learns from nucleus outlines, but {Path(item.truth).name} "

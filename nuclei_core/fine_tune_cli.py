@@ -12,8 +12,7 @@ from pathlib import Path
 
 from . import __version__
 from .agreement import MATCH_CLASSES
-from .cli import check_constraints, write_nuclei_outputs
-from .cli_spec import spec_path
+from .cli import write_nuclei_outputs
 from .errors import InputError
 from .fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune, model_card
 from .models.base import resolve_device
@@ -43,7 +42,6 @@ def _write_text(path: Path, text: str) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Fine-tune, then write the weights, their model card and the held-out annotation (all or nothing)."""
-    check_constraints(spec_path(CLI_NAME), args)
     if not args.truthAnnotationFile:
         raise InputError("give your annotation of the slide with --truth_annotation")
     if not args.outputModelWeights:

@@ -130,7 +130,7 @@ def _save_documents(client: girder_client.GirderClient, annotation_ids: list[str
     """Write the annotations' documents to ``path`` (a JSON list, as the CLIs read it)."""
     with _server_errors(action):
         documents = [client.get(f"annotation/{annotation_id}")["annotation"] for annotation_id in annotation_ids]
-    path.write_text(json.dumps(documents))
+    path.write_text(json.dumps(documents, allow_nan=False))
     return path
 
 

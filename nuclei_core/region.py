@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,6 +12,10 @@ from shapely.geometry import MultiPolygon, Polygon, box
 from .errors import InputError
 
 
+# No slide is a billion pixels across: larger coordinates are a mistake (and overflow geometry libraries).
+MAX_COORDINATE = 1e9
+
+
 def parse_region(values: Sequence[float], width: int, height: int) -> MultiPolygon | None:
     """None for the whole slide (``-1,-1,-1,-1``), else the region clipped to the slide.
 
@@ -18,6 +23,12 @@ def parse_region(values: Sequence[float], width: int, height: int) -> MultiPolyg
     2n >= 8 values: polygon vertices x, y, ... with ``-1, -1`` separating several polygons.
     """
     values = [float(v) for v in values]
+    if not all(math.isfinite(v) for v in values):
+        raise InputError(f"analysis_roi={','.join(f'{v:g}' for v in values)} is not a finite number")
+    if any(abs(v) > MAX_COORDINATE for v in values):
+        raise InputError(f"analysis_roi={','.join(f'{v:g}' for v in values)} lies far outside any slide "
+                         f"(coordinates are full-resolution pixels, at most {MAX_COORDINATE:g})")
+    values = [round(v, 6) + 0.0 for v in values]  # a micro-pixel grid: no denormal edge past the slide's
     if list(values) == [-1.0] * 4:
         return None
     if len(values) < 4 or len(values) % 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -15,6 +16,9 @@ from .tissue import tissue_mask
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1, half-open, analysis pixels
 
 MASK_MAX_SIDE = 2048
+# The most a slide is enlarged for a model: past 4x (a 5x image for a 20x model) nuclei are a pixel or two
+# across at full resolution, and the analysis would grow with the square of the factor.
+MAX_UPSCALE = 4.0
 
 
 @dataclass(frozen=True)
@@ -57,17 +61,22 @@ def _sum_in(sums: np.ndarray, x0: int, y0: int, x1: int, y1: int) -> int:
 
 
 def plan_tiles(slide: Slide, analysis_magnification: float, tile_size: int, halo: int,
-               region: MultiPolygon | None, min_fgnd_frac: float) -> TilePlan:
+               region: MultiPolygon | None, min_fgnd_frac: float, required: np.ndarray | None = None) -> TilePlan:
     """Cover the slide (or ``region``) with cores of ``tile_size - 2*halo`` analysis px.
 
     A tile is kept when tissue covers at least ``min_fgnd_frac`` of the part of its core inside the
-    region (and some tissue at all); ``min_fgnd_frac <= 0`` keeps every tile in the region.
+    region (and some tissue at all); ``min_fgnd_frac <= 0`` keeps every tile in the region. A tile whose
+    core holds one of the ``required`` points (base px: nuclei a user gave) is kept whatever its tissue.
     """
     core_size = tile_size - 2 * halo
     if core_size < 16:
         raise InputError(f"analysis_tile_size {tile_size} is too small for the model's {halo} px halo: "
                          f"use at least {2 * halo + 16}")
     scale = analysis_magnification / slide.base_magnification
+    if scale > MAX_UPSCALE:
+        raise InputError(f"{Path(slide.path).name} is at {slide.base_magnification:g}x, too coarse for a model "
+                         f"that analyses at {analysis_magnification:g}x: it needs at least "
+                         f"{analysis_magnification / MAX_UPSCALE:g}x (is input_mag right?)")
     width, height = int(np.ceil(slide.width * scale)), int(np.ceil(slide.height * scale))
     thumbnail, mask_scale = slide.thumbnail(MASK_MAX_SIDE)
     tissue = tissue_mask(thumbnail)
@@ -80,6 +89,9 @@ def plan_tiles(slide: Slide, analysis_magnification: float, tile_size: int, halo
         bx0, by0, bx1, by1 = region.bounds
         x_lo, y_lo = int(np.floor(bx0 * scale)), int(np.floor(by0 * scale))
         x_hi, y_hi = min(width, int(np.ceil(bx1 * scale))), min(height, int(np.ceil(by1 * scale)))
+    required_cores = set() if required is None else {
+        (int(x // core_size), int(y // core_size)) for x, y in (np.asarray(required, float).reshape(-1, 2) * scale
+                                                                - (x_lo, y_lo))}
     tiles, total = [], 0
     for y0 in range(y_lo, y_hi, core_size):
         for x0 in range(x_lo, x_hi, core_size):
@@ -90,7 +102,9 @@ def plan_tiles(slide: Slide, analysis_magnification: float, tile_size: int, halo
             my1 = min(tissue.shape[0], max(my0 + 1, int(np.ceil(y1 * to_mask))))
             area = _sum_in(inside_sums, mx0, my0, mx1, my1)
             tissue_area = _sum_in(tissue_sums, mx0, my0, mx1, my1)
-            if area == 0 or (min_fgnd_frac > 0 and (tissue_area == 0 or tissue_area < min_fgnd_frac * area)):
+            too_little_tissue = min_fgnd_frac > 0 and (tissue_area == 0 or tissue_area < min_fgnd_frac * area)
+            is_required = ((x0 - x_lo) // core_size, (y0 - y_lo) // core_size) in required_cores
+            if area == 0 or (too_little_tissue and not is_required):
                 continue
             read = (max(0, x0 - halo), max(0, y0 - halo), min(width, x1 + halo), min(height, y1 + halo))
             tiles.append(Tile((x0, y0, x1, y1), read))

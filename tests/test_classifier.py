@@ -157,3 +157,22 @@ def test_cli_refuses_a_missing_or_empty_nuclei_annotation(sample_svs, tmp_path, 
     assert code == 2 and not output.exists()
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("DCRNClassification: error:") and message in last
+
+
+def test_given_nuclei_off_the_tissue_are_classified_not_dropped(tmp_png_slide, tmp_path):
+    """Nuclei a user gives are analysed wherever they lie: the tissue mask skips none of their tiles."""
+    rgb = np.full((400, 1200, 3), 245, np.uint8)  # white glass ...
+    rng = np.random.default_rng(1)
+    rgb[:, :300] = rng.integers(90, 200, (400, 300, 3))  # ... with tissue on the left only
+    slide = tmp_png_slide(rgb)
+    points = [[100, 100], [200, 300], [150, 200], [900, 100], [1100, 300], [700, 200]]  # 3 on tissue, 3 on glass
+    given = tmp_path / "given.anot"
+    given.write_text(json.dumps({"name": "given", "elements": [
+        {"type": "point", "center": [x, y, 0]} for x, y in points]}))
+    output = tmp_path / "classes.anot"
+    assert plugins_main(["DCRNClassification", str(slide), str(output), "--classifier", "DenseNet",
+                         "--nuclei_annotation", str(given), "--input_mag", "20",
+                         "--analysis_tile_size", "256"]) == 0
+    found = read_nuclei(str(output)).centroids
+    np.testing.assert_allclose(found[np.lexsort(found.T)], np.array(points, float)[np.lexsort(np.array(points).T)],
+                               atol=1e-6)

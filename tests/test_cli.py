@@ -375,6 +375,7 @@ def test_missing_positional_argument_is_an_argparse_error(runs):
     run = runs["missing_positional"]
     assert run.returncode == 2, run.describe()
     assert "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr  # one line, without argparse's usage block
     last = _last_line(run.stderr)
     assert last.startswith(f"{CLI}: error:"), last
     assert "required" in last and "outputNucleiAnnotationFile" in last

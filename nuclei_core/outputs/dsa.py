@@ -59,4 +59,4 @@ def write_annotation(path: Path, documents: list[dict[str, Any]]) -> None:
     """A single document as an object, several as a list (large_image ingests both)."""
     payload: Any = documents[0] if len(documents) == 1 else documents
     with open(path, "w") as handle:
-        json.dump(payload, handle, separators=(",", ":"))
+        json.dump(payload, handle, separators=(",", ":"), allow_nan=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -78,9 +79,21 @@ def render_report(metrics: dict[str, Any]) -> Image.Image:
     return image
 
 
+def undefined_as_null(value: Any) -> Any:
+    """``value`` with every NaN or infinite number (an undefined metric: an F1 without nuclei, an AUC of one
+    class) replaced by None, so that it is written as strict JSON's ``null``."""
+    if isinstance(value, dict):
+        return {k: undefined_as_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [undefined_as_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_metrics_json(path: Path, metrics: dict[str, Any]) -> None:
-    """The whole metrics record, indented."""
-    path.write_text(json.dumps(metrics, indent=2) + "\n")
+    """The whole metrics record, indented, strict JSON (undefined metrics are null)."""
+    path.write_text(json.dumps(undefined_as_null(metrics), indent=2, allow_nan=False) + "\n")
 
 
 def write_metrics_csv(path: Path, metrics: dict[str, Any]) -> None:
