@@ -16,7 +16,7 @@ from shapely.geometry import MultiPolygon
 
 from . import __version__
 from .allocator import keep_freed_memory
-from .cli_spec import cli_parser
+from .cli_spec import cli_parameters, cli_parser
 from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
 from .errors import InputError, NucleiError
 from .models.base import SlideModel, resolve_device
@@ -50,9 +50,8 @@ ModelChoice = Callable[[argparse.Namespace], tuple[type[SlideModel], Path]]
 
 def changed_parameters(cli_name: str, args: argparse.Namespace) -> dict[str, Any]:
     """The recorded parameters whose values differ from the spec's defaults (what a user chose for this run)."""
-    parser = cli_parser(cli_name)
-    positional = [getattr(args, a.dest) for a in parser._actions if not a.option_strings]
-    defaults = vars(parser.parse_args([str(value) for value in positional]))
+    positional = sorted((p for p in cli_parameters(cli_name) if p.index is not None), key=lambda p: p.index)
+    defaults = vars(cli_parser(cli_name).parse_args([str(getattr(args, p.name)) for p in positional]))
     return {k: v for k, v in vars(args).items() if k not in HIDDEN_FROM_RECORD and defaults.get(k) != v}
 
 

@@ -14,6 +14,8 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import NoReturn
 
+import ctk_cli
+from ctk_cli.module import CLIParameter
 from slicer_cli_web import CLIArgumentParser
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "xml_specs"
@@ -47,6 +49,11 @@ def spec_path(cli_name: str) -> Path:
         temporary.write_text(text)
         os.replace(temporary, path)
     return path
+
+
+def cli_parameters(cli_name: str) -> list[CLIParameter]:
+    """The CLI's parameters as ctk_cli reads its XML spec."""
+    return list(ctk_cli.CLIModule(str(spec_path(cli_name))).parameters())
 
 
 class OneLineErrorParser(CLIArgumentParser):

@@ -22,7 +22,7 @@ from .validation import check_not_an_input, check_output_suffix
 def convert(source: str, target: str, name: str = "converted nuclei") -> int:
     """Write ``source``'s nuclei to ``target`` in the other format; returns how many."""
     check_output_suffix("target", target, [".anot", ".geojson"])
-    check_not_an_input("target", target, {"source": Path(source)} if Path(source).exists() else {})
+    check_not_an_input("target", target, {"source": source})
     check_writable(target)
     nuclei = read_nuclei(source)
     if is_geojson(target):

@@ -25,11 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import ctk_cli
 import girder_client
 import requests
 
-from .cli_spec import spec_path
+from .cli_spec import cli_parameters
 from .errors import InputError, NucleiError
 
 GIRDER_FILE = "girder:"  # a CLI argument naming a Girder file: girder:FILE_ID
@@ -210,11 +209,6 @@ def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, c
             for path in extra_outputs.values():
                 client.uploadFileToItem(item["_id"], str(path))
     return posted
-
-
-def cli_parameters(cli_name: str) -> list:
-    """The CLI's parameters as ctk_cli reads its XML spec."""
-    return list(ctk_cli.CLIModule(str(spec_path(cli_name))).parameters())
 
 
 def main(argv: list[str] | None = None) -> int:

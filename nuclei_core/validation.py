@@ -13,9 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import ctk_cli
-
-from .cli_spec import spec_path
+from .cli_spec import cli_parameters
 from .errors import InputError
 
 NUMBER_TYPES = {"integer", "float", "double", "integer-vector", "float-vector", "double-vector", "region"}
@@ -56,27 +54,25 @@ def check_output_suffix(name: str, path: str, extensions: list[str] | None) -> N
         raise InputError(f"{name} {Path(path).name} must end with {' or '.join(accepted)}")
 
 
-def check_not_an_input(name: str, output: str, inputs: dict[str, Path]) -> None:
-    """``output`` is none of the existing ``inputs``, by path or through a (hard or symbolic) link."""
+def check_not_an_input(name: str, output: str, inputs: dict[str, str | Path]) -> None:
+    """``output`` is none of the ``inputs`` that exist, by path or through a (hard or symbolic) link."""
     if not os.path.exists(output):
         return
     for input_name, path in inputs.items():
-        if os.path.samefile(output, path):
+        if os.path.exists(path) and os.path.samefile(output, path):
             raise InputError(f"{name} {output} is the {input_name} file: an output never replaces an input")
 
 
 def check_parameters(cli_name: str, args: argparse.Namespace) -> None:
     """Every parameter of ``cli_name``'s spec as ``args`` holds it: numbers, output names, inputs kept safe."""
-    parameters = list(ctk_cli.CLIModule(str(spec_path(cli_name))).parameters())
+    parameters = cli_parameters(cli_name)
+    values = {p.name: getattr(args, p.name, None) for p in parameters}
     for parameter in parameters:
-        value = getattr(args, parameter.name, None)
-        if parameter.typ in NUMBER_TYPES and value is not None:
-            check_number(parameter.name, value, parameter.constraints)
-    inputs = {p.name: Path(getattr(args, p.name)) for p in parameters
-              if p.typ in PATH_TYPES and p.channel != "output" and getattr(args, p.name, None)
-              and os.path.exists(getattr(args, p.name))}
-    for parameter in parameters:
-        output = getattr(args, parameter.name, None)
-        if parameter.typ in PATH_TYPES and parameter.channel == "output" and output:
-            check_output_suffix(parameter.name, output, parameter.fileExtensions)
-            check_not_an_input(parameter.name, output, inputs)
+        if parameter.typ in NUMBER_TYPES and values[parameter.name] is not None:
+            check_number(parameter.name, values[parameter.name], parameter.constraints)
+    paths = [p for p in parameters if p.typ in PATH_TYPES and values[p.name]]
+    inputs = {p.name: values[p.name] for p in paths if p.channel != "output"}
+    for parameter in paths:
+        if parameter.channel == "output":
+            check_output_suffix(parameter.name, values[parameter.name], parameter.fileExtensions)
+            check_not_an_input(parameter.name, values[parameter.name], inputs)

@@ -30,8 +30,9 @@ class HistomicsUI:
         driver.execute_script("localStorage.setItem('girderToken', arguments[0])", token)  # Girder 5's client
         driver.add_cookie({"name": "girderToken", "value": token, "path": "/"})  # tile requests
 
-    def _wait_visible(self, selector: str, by: str = By.CSS_SELECTOR):
-        return WebDriverWait(self.driver, PAGE_TIMEOUT).until(visible.visibility_of_element_located((by, selector)))
+    def _wait_visible(self, selector: str):
+        return WebDriverWait(self.driver, PAGE_TIMEOUT).until(
+            visible.visibility_of_element_located((By.CSS_SELECTOR, selector)))
 
     def _click(self, selector: str, by: str = By.CSS_SELECTOR) -> None:
         """Click the element once it is visible; again if the page re-rendered it meanwhile."""

@@ -33,22 +33,20 @@ IMAGE_NAME, IMAGE_VERSION = "nuclei-analysis", "test"  # what the admin types: n
 ARTEFACTS = ROOT / "tests" / "artefacts"  # screenshots of each run, for a person to look at (not committed)
 README_PICTURE = ROOT / "docs" / "histomicsui-udnet.png"  # committed: the README shows it
 JOB_TIMEOUT = 300.0
-SUCCESS, ERROR = 3, 4  # girder_jobs' JobStatus
+SUCCESS, ERROR, CANCELED = 3, 4, 5  # girder_jobs' JobStatus
 DETECTION_ROI = (800, 800, 400, 400)  # left, top, width, height: tissue on the sample slide
 SEGMENTATION_ROI = (900, 900, 300, 300)
 
 
 @dataclass
 class Deployment:
-    """The running DSA: its server, the slide's item and file, the browser, the worker's log."""
+    """The running DSA: its server, the slide's item, the job that added the image, the browser."""
 
     server: GirderServer
     server_url: str
     item_id: str
-    file_id: str
     image_job: dict[str, Any]
     driver: Any
-    worker_log: Path
 
 
 def wait_for_job(client, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str, Any]:
@@ -56,7 +54,7 @@ def wait_for_job(client, job_id: str, timeout: float = JOB_TIMEOUT) -> dict[str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"job/{job_id}")
-        if job["status"] in (SUCCESS, ERROR, 5):
+        if job["status"] in (SUCCESS, ERROR, CANCELED):
             return job
         time.sleep(0.5)
     raise AssertionError(f"job {job_id} still {job['status']} after {timeout:.0f} s:\n{''.join(job['log'])[-3000:]}")
@@ -73,8 +71,8 @@ def dsa(engine, image, sample_svs, tmp_path_factory) -> Deployment:
     installed = importlib.util.find_spec("histomicsui")
     if installed is None or not Path(installed.origin).with_name("web_client").joinpath("dist-app").is_dir():
         pytest.skip("HistomicsUI's web client is not installed (bash scripts/install.sh --test unpacks it)")
-    if browser_unavailable():
-        pytest.skip(browser_unavailable())
+    if missing := browser_unavailable():
+        pytest.skip(missing)
     tagged = engine.call(["tag", image, f"{IMAGE_NAME}:{IMAGE_VERSION}"])
     assert tagged.returncode == 0, tagged.stderr
     root = tmp_path_factory.mktemp("dsa")
@@ -86,7 +84,7 @@ def dsa(engine, image, sample_svs, tmp_path_factory) -> Deployment:
         docker_host = stack.enter_context(docker_api(engine, root))
         (root / "girder").mkdir()
         server, _ = stack.enter_context(running_girder(root / "girder", broker=broker))
-        worker_log = stack.enter_context(girder_worker(root, broker, docker_host))
+        stack.enter_context(girder_worker(root, broker, docker_host))
         driver = stack.enter_context(chromium(root / "chromedriver.log"))
         client = server.client
         # As a DSA deployment configures its worker: the URL jobs call back on.
@@ -95,8 +93,8 @@ def dsa(engine, image, sample_svs, tmp_path_factory) -> Deployment:
         tasks = client.createFolder(server.folder_id, "Slicer CLI Web Tasks")
         job = client.put("slicer_cli_web/docker_image", parameters={
             "name": json.dumps([f"{IMAGE_NAME}:{IMAGE_VERSION}"]), "folder": tasks["_id"]})
-        yield Deployment(server, server.api_url.removesuffix("/api/v1"), uploaded["itemId"], uploaded["_id"],
-                         wait_for_job(client, job["_id"]), driver, worker_log)
+        yield Deployment(server, server.api_url.removesuffix("/api/v1"), uploaded["itemId"],
+                         wait_for_job(client, job["_id"]), driver)
 
 
 @pytest.fixture

@@ -10,19 +10,17 @@ from __future__ import annotations
 import importlib
 import os
 
-import ctk_cli
 import numpy as np
 import pytest
 
-from nuclei_core.cli_spec import available_clis, spec_path
+from nuclei_core.cli_spec import available_clis, cli_parameters
 
 FLOAT_TYPES = {"float", "double"}
 
 
 def _float_parameters() -> list[tuple[str, str]]:
     """(CLI, --flag) of every float parameter of every CLI's spec."""
-    return [(cli, parameter.longflag) for cli in available_clis()
-            for parameter in ctk_cli.CLIModule(str(spec_path(cli))).parameters()
+    return [(cli, parameter.longflag) for cli in available_clis() for parameter in cli_parameters(cli)
             if parameter.typ in FLOAT_TYPES and parameter.longflag]
 
 
@@ -75,14 +73,15 @@ def test_output_without_its_extension_is_refused(flag, name, slide, tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slide.png"]
 
 
-@pytest.mark.parametrize("suffix", [".json", ".anot", ".geojson", ".geojson.gz", ".ANOT"])
-def test_outputs_with_an_accepted_extension_pass_validation(suffix, slide, tmp_path):
+@pytest.mark.parametrize("annotation,geojson", [("nuclei.anot", None), ("nuclei.json", None), ("nuclei.ANOT", None),
+                                                ("nuclei.anot", "nuclei.geojson"), ("nuclei.anot", "nuclei.geojson.gz")])
+def test_outputs_with_an_accepted_extension_pass_validation(annotation, geojson, slide, tmp_path):
     from nuclei_core.cli_spec import cli_parser
     from nuclei_core.validation import check_parameters
 
-    annotation = tmp_path / f"nuclei{suffix if 'geojson' not in suffix else '.anot'}"
-    extra = ["--geojson", str(tmp_path / f"nuclei{suffix}")] if "geojson" in suffix else []
-    check_parameters("UDNetDetection", cli_parser("UDNetDetection").parse_args([str(slide), str(annotation), *extra]))
+    extra = ["--geojson", str(tmp_path / geojson)] if geojson else []
+    args = cli_parser("UDNetDetection").parse_args([str(slide), str(tmp_path / annotation), *extra])
+    check_parameters("UDNetDetection", args)  # raises InputError if refused
 
 
 @pytest.mark.parametrize("link", ["same path", "hard link", "symbolic link"])
@@ -120,7 +119,5 @@ def test_ctrl_c_at_any_moment_is_one_line_and_leaves_no_output(delay, sample_svs
     process.send_signal(signal.SIGINT)
     stderr = process.communicate(timeout=120)[1]
     lines = [line for line in stderr.splitlines() if line.strip() and "%|" not in line]
-    if process.returncode == 0:  # finished before the signal came: nothing to check
-        pytest.skip("the run ended before the signal")
     assert process.returncode == 130 and len(lines) == 1 and "interrupted; no output written" in lines[0], stderr
     assert not output.exists() and list(tmp_path.iterdir()) == []

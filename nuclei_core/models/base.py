@@ -73,7 +73,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 class SlideModel(Protocol):
-    """What the engine needs of a model: its scale and context, and the nuclei of a batch of tiles."""
+    """What the engine needs of a model: its scale and context, and the nuclei of a batch of tiles.
+
+    A model may also have ``required_points()``: base-pixel points (nuclei a user gave) whose tiles the
+    engine analyses whatever the tissue mask says (engine.required_points)."""
 
     name: str
     analysis_magnification: float
