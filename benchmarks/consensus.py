@@ -25,9 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
-from nuclei_core.consensus import NucleusGroups, consensus, group_nuclei  # noqa: E402
 from nuclei_core.data.public_sets import POINT_SETS, SHARED_DATA, load_point_set  # noqa: E402
-from nuclei_core.evaluation import predict_nuclei  # noqa: E402
 from nuclei_core.metrics.detection import DetectionScores, detection_scores, match_points  # noqa: E402
 from nuclei_core.models.base import NucleusModel  # noqa: E402
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS as FASTER_RCNN_WEIGHTS, FasterRCNNDetector  # noqa: E402
@@ -36,6 +34,8 @@ from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS as PATCH_WEIGHTS,
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS, NucleusSegmenter  # noqa: E402
 from nuclei_core.models.udnet import DEFAULT_WEIGHTS as UDNET_WEIGHTS, UDNet  # noqa: E402
 from nuclei_core.nuclei import Nuclei  # noqa: E402
+from nuclei_core.review.consensus import NucleusGroups, consensus, group_nuclei  # noqa: E402
+from nuclei_core.review.evaluation import predict_nuclei  # noqa: E402
 
 
 MEMBERS: dict[str, Callable[[], NucleusModel]] = {

@@ -15,10 +15,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
 from nuclei_core.data.public_sets import POINT_SETS, SHARED_DATA, load_point_set  # noqa: E402
-from nuclei_core.evaluation import score_point_detector  # noqa: E402
 from nuclei_core.models.base import NucleusModel  # noqa: E402
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS  # noqa: E402
 from nuclei_core.models.udnet import WEIGHTS_BY_TRAINING_SET, UDNet  # noqa: E402
+from nuclei_core.review.evaluation import score_point_detector  # noqa: E402
 
 
 def shipped_models(with_cascade: bool) -> dict[str, tuple[type[NucleusModel], Path]]:

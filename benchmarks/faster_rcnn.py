@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.slide_speed import accuracy_and_speed_parser, cli_speed_section  # noqa: E402
 from nuclei_core.data.instance_sets import load_instance_set  # noqa: E402
-from nuclei_core.evaluation import prepared_image  # noqa: E402
 from nuclei_core.metrics.boxes import BoxScores, instance_boxes  # noqa: E402
 from nuclei_core.metrics.detection import DetectionScores, detection_scores  # noqa: E402
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS, FasterRCNNDetector  # noqa: E402
+from nuclei_core.review.evaluation import prepared_image  # noqa: E402
 from nuclei_core.training.train_faster_rcnn import MATCH_RADIUS, instance_centroids  # noqa: E402
 
 PAPER_SCORE = 0.1  # the paper's minimum probability for the box figures

@@ -26,11 +26,11 @@ from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.segmentation import image_scores, summarise  # noqa: E402
 from nuclei_core.data.instance_sets import load_instance_set  # noqa: E402
 from nuclei_core.data.public_sets import SHARED_DATA, TILE_SETS, centroids, load_point_set, tile_set_names  # noqa: E402
-from nuclei_core.evaluation import score_point_detector  # noqa: E402
-from nuclei_core.fine_tune import BASE_MODELS, AnnotatedSlide, FineTuneResult, FineTuneSettings, fine_tune  # noqa: E402
 from nuclei_core.models.segmenter import NucleusSegmenter  # noqa: E402
 from nuclei_core.models.udnet import UDNet  # noqa: E402
 from nuclei_core.postprocess.instances import label_map_to_nuclei  # noqa: E402
+from nuclei_core.review.evaluation import score_point_detector  # noqa: E402
+from nuclei_core.review.fine_tune import BASE_MODELS, AnnotatedSlide, FineTuneResult, FineTuneSettings, fine_tune  # noqa: E402
 
 SEGMENTER_CAVEAT = ("CoNSeP's training images were already in R2U-Net's training data (no outline dataset it has not "
                     "seen is available here), so this run shows the fine-tuning of a segmenter working end to end "

@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.slide_speed import SAMPLE, count_elements, timed  # noqa: E402
+from nuclei_core.engine.slide import Slide  # noqa: E402
+from nuclei_core.engine.tiling import plan_tiles  # noqa: E402
 from nuclei_core.models.udnet import UDNet  # noqa: E402
-from nuclei_core.slide import Slide  # noqa: E402
-from nuclei_core.tiling import plan_tiles  # noqa: E402
 
 
 def tiled_copy(sample: Path, repeats: int, folder: Path) -> Path:

@@ -24,7 +24,6 @@ from benchmarks.slide_speed import accuracy_and_speed_parser, cli_variant_rows  
 from nuclei_core.data.instance_sets import load_instance_set, load_typed_consep  # noqa: E402
 from nuclei_core.data.points import load_point_dataset, read_split  # noqa: E402
 from nuclei_core.data.public_sets import load_classified_crchisto  # noqa: E402
-from nuclei_core.evaluation import score_point_detector  # noqa: E402
 from nuclei_core.models.base import PRECISIONS  # noqa: E402
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS as FASTER_RCNN_WEIGHTS  # noqa: E402
 from nuclei_core.models.faster_rcnn import FasterRCNNDetector  # noqa: E402
@@ -35,9 +34,12 @@ from nuclei_core.models.nucleus_classifier import NucleusClassifier  # noqa: E40
 from nuclei_core.models.patch_detectors import CPCNN  # noqa: E402
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS as PATCH_DETECTOR_WEIGHTS  # noqa: E402
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS  # noqa: E402
+from nuclei_core.models.segmenter import FLUORESCENCE_WEIGHTS  # noqa: E402
 from nuclei_core.models.segmenter import NucleusSegmenter  # noqa: E402
 from nuclei_core.models.udnet import DEFAULT_WEIGHTS as UDNET_WEIGHTS  # noqa: E402
+from nuclei_core.models.udnet import WEIGHTS_BY_TRAINING_SET as UDNET_WEIGHTS_BY_SET  # noqa: E402
 from nuclei_core.models.udnet import UDNet  # noqa: E402
+from nuclei_core.review.evaluation import score_point_detector  # noqa: E402
 from nuclei_core.training.train_classifier import evaluate as classification_figures  # noqa: E402
 
 REGION = "600,600,800,800"  # left, top, width, height in the sample slide's 20x pixels
@@ -59,20 +61,26 @@ def point_detector(model_class: type, weights: Path) -> Figures:
     return figures
 
 
-def segmenter(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
-    """R2U-Net: Dice and AJI on MoNuSeg's test images, mean AP on DSB2018's."""
-    model = NucleusSegmenter.from_weights(SEGMENTER_WEIGHTS["R2U-Net"], device, precision=precision)
-    monuseg = summarise([image_scores(model, item) for item in load_instance_set("monuseg", "test", data)])
-    dsb = summarise([image_scores(model, item) for item in load_instance_set("dsb2018", "test", data)])
-    return {"Dice": ("MoNuSeg test", monuseg["Dice"]), "AJI": ("MoNuSeg test", monuseg["AJI"]),
-            "DSB mean AP": ("DSB2018 stage1_test", dsb["DSB mean AP"])}
+def segmenter(weights: Path, monuseg: bool = True) -> Figures:
+    """R2U-Net or U-Net: Dice and AJI on MoNuSeg's test images (H&E weights), mean AP on DSB2018's."""
+    def figures(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
+        model = NucleusSegmenter.from_weights(weights, device, precision=precision)
+        found = {}
+        if monuseg:
+            scores = summarise([image_scores(model, item) for item in load_instance_set("monuseg", "test", data)])
+            found = {"Dice": ("MoNuSeg test", scores["Dice"]), "AJI": ("MoNuSeg test", scores["AJI"])}
+        dsb = summarise([image_scores(model, item) for item in load_instance_set("dsb2018", "test", data)])
+        return {**found, "DSB mean AP": ("DSB2018 stage1_test", dsb["DSB mean AP"])}
+    return figures
 
 
-def hovernet(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
-    """HoVer-Net SE + CA: PQ, mPQ+ and R² on CoNSeP's test images."""
-    found, _ = hovernet_figures(HoVerNet.from_weights(HOVERNET_WEIGHTS["SE + CA"], device, precision=precision),
-                                load_typed_consep("test", data))
-    return {name: ("CoNSeP test", found[name]) for name in ("Dice", "PQ", "mPQ+", "R²")}
+def hovernet(network: str) -> Figures:
+    """HoVer-Net (``network``: SE + CA or plain): Dice, PQ, mPQ+ and R² on CoNSeP's test images."""
+    def figures(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
+        found, _ = hovernet_figures(HoVerNet.from_weights(HOVERNET_WEIGHTS[network], device, precision=precision),
+                                    load_typed_consep("test", data))
+        return {name: ("CoNSeP test", found[name]) for name in ("Dice", "PQ", "mPQ+", "R²")}
+    return figures
 
 
 def faster_rcnn(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
@@ -83,17 +91,26 @@ def faster_rcnn(precision: str, device: str, data: Path) -> dict[str, tuple[str,
                             ["centroid F1"])}
 
 
-def classifier(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
-    """DCRN: weighted F1 of the classes at CRCHisto's annotated test centres."""
-    model = NucleusClassifier.from_weights(CLASSIFIER_WEIGHTS["DCRN"], device, precision=precision)
-    return {"weighted F1": ("CRCHisto test", classification_figures(model, load_classified_crchisto("test", data))
-                            ["weighted_f1"])}
+def classifier(name: str) -> Figures:
+    """DCRN or DenseNet: weighted F1 of the classes at CRCHisto's annotated test centres."""
+    def figures(precision: str, device: str, data: Path) -> dict[str, tuple[str, float]]:
+        model = NucleusClassifier.from_weights(CLASSIFIER_WEIGHTS[name], device, precision=precision)
+        return {"weighted F1": ("CRCHisto test", classification_figures(model, load_classified_crchisto("test", data))
+                                ["weighted_f1"])}
+    return figures
 
 
-ACCURACY: dict[str, Figures] = {"UD-Net (Multi-organ)": point_detector(UDNet, UDNET_WEIGHTS),
-                                "CP-CNN": point_detector(CPCNN, PATCH_DETECTOR_WEIGHTS["CP-CNN"]),
-                                "Faster R-CNN": faster_rcnn, "DCRN": classifier, "R2U-Net": segmenter,
-                                "HoVer-Net (SE + CA)": hovernet}
+# Every shipped weights file that precision "auto" runs in bfloat16 where the CPU computes it natively, plus
+# Faster R-CNN for reference.
+ACCURACY: dict[str, Figures] = {
+    "UD-Net (Multi-organ)": point_detector(UDNet, UDNET_WEIGHTS),
+    "UD-Net (Colorectal)": point_detector(UDNet, UDNET_WEIGHTS_BY_SET["Colorectal"]),
+    "CP-CNN": point_detector(CPCNN, PATCH_DETECTOR_WEIGHTS["CP-CNN"]),
+    "Faster R-CNN": faster_rcnn, "DCRN": classifier("DCRN"), "DenseNet": classifier("DenseNet"),
+    "R2U-Net": segmenter(SEGMENTER_WEIGHTS["R2U-Net"]), "U-Net": segmenter(SEGMENTER_WEIGHTS["U-Net"]),
+    "R2U-Net (fluorescence)": segmenter(FLUORESCENCE_WEIGHTS["R2U-Net"], monuseg=False),
+    "U-Net (fluorescence)": segmenter(FLUORESCENCE_WEIGHTS["U-Net"], monuseg=False),
+    "HoVer-Net (SE + CA)": hovernet("SE + CA"), "HoVer-Net (plain)": hovernet("plain")}
 # label -> (CLI, its options, also timed on the whole slide)
 CLIS = {"UD-Net": ("UDNetDetection", [], True), "Cascade-GCN": ("CascadeGCNDetection", [], False),
         "CP-CNN": ("CascadeGCNDetection", ["--detector", "CP-CNN"], False),
@@ -102,10 +119,11 @@ CLIS = {"UD-Net": ("UDNetDetection", [], True), "Cascade-GCN": ("CascadeGCNDetec
         "MM-GAT": ("GraphAttentionSegmentation", [], False)}
 
 
-def accuracy_rows(device: str, data: Path) -> list[dict]:
+def accuracy_rows(device: str, data: Path, methods: list[str]) -> list[dict]:
     """One row per method and figure: its value at each precision and the difference."""
     rows = []
-    for method, figures in ACCURACY.items():
+    for method in methods:
+        figures = ACCURACY[method]
         found = {precision: figures(precision, device, data) for precision in PRECISIONS}
         for name, (test_set, reference) in found["float32"].items():
             reduced = found["bfloat16"][name][1]
@@ -141,13 +159,18 @@ def speed_rows(slide: str, device: str, whole_slide: bool) -> list[dict]:
 def main() -> None:
     parser = accuracy_and_speed_parser(__doc__)
     parser.add_argument("--region-only", action="store_true", help="time the CLIs on the region only")
+    parser.add_argument("--accuracy-only", action="store_true", help="score the test images, time nothing")
+    parser.add_argument("--methods", nargs="+", choices=list(ACCURACY), default=list(ACCURACY),
+                        help="the weights whose test figures are scored")
+    parser.add_argument("--name", default="precision", help="result file name in benchmarks/results")
     args = parser.parse_args()
-    accuracy = accuracy_rows(args.device, args.data)
-    speed = speed_rows(args.slide, args.device, not args.region_only)
-    body = (f"## Accuracy on unseen test images\n\n{table(accuracy)}\n\n"
-            f"## Speed: `{Path(args.slide).name}`, the region `{REGION}` (20x px) and the whole slide\n\n"
-            f"{table(speed)}\n")
-    print(write_result("precision", "bfloat16 against float32 inference (--precision)", body,
+    accuracy = accuracy_rows(args.device, args.data, args.methods)
+    body = f"## Accuracy on unseen test images\n\n{table(accuracy)}\n"
+    speed = [] if args.accuracy_only else speed_rows(args.slide, args.device, not args.region_only)
+    if speed:
+        body += (f"\n## Speed: `{Path(args.slide).name}`, the region `{REGION}` (20x px) and the whole slide\n\n"
+                 f"{table(speed)}\n")
+    print(write_result(args.name, "bfloat16 against float32 inference (--precision)", body,
                        {"accuracy": accuracy, "speed": speed, "region": REGION}))
     print(body)
 

@@ -22,21 +22,22 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.report import table, write_result  # noqa: E402
 from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
+from nuclei_core.engine.slide import Slide  # noqa: E402
+from nuclei_core.engine.tiling import plan_tiles  # noqa: E402
 from nuclei_core.models.udnet import UDNet  # noqa: E402
-from nuclei_core.slide import Slide  # noqa: E402
-from nuclei_core.tiling import plan_tiles  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared/data/wsi/CMU-1-Small-Region.svs"
 
 
-def timed(command: list[str], extra_environment: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, process tree) of ``command``; fails loudly on a non-zero exit. The command
-    runs with the machine's default thread counts, whatever this process was limited to, plus
+def timed(command: list[str], extra_environment: dict[str, str] | None = None,
+          cwd: Path = ROOT) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, process tree) of ``command`` run in ``cwd``; fails loudly on a non-zero exit.
+    The command runs with the machine's default thread counts, whatever this process was limited to, plus
     ``extra_environment``."""
     environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     environment.update(extra_environment or {})
     started = time.time()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env=environment)
     watched, peak = psutil.Process(process.pid), 0
     while process.poll() is None:

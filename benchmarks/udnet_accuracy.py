@@ -10,8 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import table, write_result  # noqa: E402
 from nuclei_core.data.points import load_point_dataset, read_split  # noqa: E402
-from nuclei_core.evaluation import score_point_detector  # noqa: E402
 from nuclei_core.models.udnet import WEIGHTS_BY_TRAINING_SET, UDNet  # noqa: E402
+from nuclei_core.review.evaluation import score_point_detector  # noqa: E402
 
 PAPER = "UD-Net paper (5-fold CV, 96x96 patches): P 0.822, R 0.843, F1 0.828; SC-CNN F1 0.802. Target: F1 >= 0.83."
 

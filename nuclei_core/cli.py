@@ -17,7 +17,9 @@ from shapely.geometry import MultiPolygon
 from . import __version__
 from .allocator import keep_freed_memory
 from .cli_spec import cli_parameters, cli_parser
-from .engine import EngineSettings, ModelSpec, analyse_slide, check_scheduler
+from .engine.analysis import EngineSettings, ModelSpec, analyse_slide, check_scheduler
+from .engine.region import parse_region
+from .engine.slide import Slide
 from .errors import InputError, NucleiError
 from .models.base import SlideModel, resolve_device
 from .nuclei import Nuclei
@@ -25,9 +27,7 @@ from .outputs.atomic import Writer, check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
 from .outputs.overlay import render_overlay, write_png
-from .region import parse_region
 from .shape_measurements import contour_measurements
-from .slide import Slide
 from .validation import check_parameters
 
 OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage")

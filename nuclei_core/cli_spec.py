@@ -1,7 +1,8 @@
 """The Slicer XML spec of each CLI: its own file in ``xml_specs/`` with the shared parameter groups spliced in.
 
 A CLI's file names a shared group with ``<parameters include="NAME"/>``; the group itself lives once in
-``xml_specs/shared/NAME.xml``. ctk_cli and slicer_cli_web read a file, so the composed spec is written
+``xml_specs/shared/NAME.xml``. The include may hold ``<default name="PARAMETER">VALUE</default>`` children: that
+CLI's own default for a parameter of the group. ctk_cli and slicer_cli_web read a file, so the composed spec is written
 to a per-user cache file named by its content.
 """
 
@@ -32,8 +33,15 @@ def spec_text(cli_name: str) -> str:
     root = ElementTree.parse(SPEC_DIR / f"{cli_name}.xml").getroot()
     for position, child in enumerate(list(root)):
         if child.tag == "parameters" and "include" in child.attrib:
+            group = ElementTree.parse(SHARED_DIR / f"{child.attrib['include']}.xml").getroot()
+            for own in child.iter("default"):
+                parameter = next((p for p in group if p.findtext("name") == own.attrib["name"]), None)
+                if parameter is None:
+                    raise ValueError(f"{cli_name}.xml: the group {child.attrib['include']!r} has no parameter "
+                                     f"{own.attrib['name']!r} to give a default")
+                parameter.find("default").text = own.text
             root.remove(child)
-            root.insert(position, ElementTree.parse(SHARED_DIR / f"{child.attrib['include']}.xml").getroot())
+            root.insert(position, group)
     ElementTree.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from nuclei_core.cli import run_guarded
-from nuclei_core.fine_tune_cli import CLI_NAME, run
+from nuclei_core.review.fine_tune_cli import CLI_NAME, run
 
 
 def main(argv: list[str] | None = None) -> int:

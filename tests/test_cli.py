@@ -299,6 +299,23 @@ def test_xml_is_answered_without_loading_torch():
     assert result.returncode == 0 and result.stdout.startswith("<?xml") and result.stderr.strip() == "[]"
 
 
+def test_a_cli_may_give_a_parameter_of_a_shared_group_its_own_default(tmp_path, monkeypatch):
+    def default_of(name: str, parameter: str) -> str:
+        return ET.fromstring(spec_text(name)).find(f".//*[name='{parameter}']").findtext("default")
+
+    assert default_of("UDNetDetection", "analysis_tile_size") == "512"  # its own
+    assert default_of("R2UNetSegmentation", "analysis_tile_size") == "1024"  # the group's
+    import nuclei_core.cli_spec as cli_spec
+
+    (tmp_path / "shared").symlink_to(cli_spec.SHARED_DIR)
+    (tmp_path / "Odd.xml").write_text('<executable><parameters include="compute">'
+                                      '<default name="tile_side">64</default></parameters></executable>')
+    monkeypatch.setattr(cli_spec, "SPEC_DIR", tmp_path)
+    monkeypatch.setattr(cli_spec, "SHARED_DIR", tmp_path / "shared")
+    with pytest.raises(ValueError, match="Odd.xml: the group 'compute' has no parameter 'tile_side'"):
+        spec_text("Odd")
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=CLI_NAMES)
 def test_spec_parses_with_ctk_cli_and_slicer_cli_web_without_warnings(spec, caplog):
     import ctk_cli

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from nuclei_core.consensus import AGREEMENT, consensus, group_nuclei, pairwise_f1
 from nuclei_core.errors import InputError
-from nuclei_core.method_runs import MethodRun, parse_method_list
+from nuclei_core.review.consensus import AGREEMENT, consensus, group_nuclei, pairwise_f1
+from nuclei_core.review.method_runs import MethodRun, parse_method_list
 from plugins.CompareNucleiMethods import main as compare_main
 
 ROI_ARGS = ["--analysis_roi", "850,850,300,300"]  # tissue on CMU-1-Small-Region.svs

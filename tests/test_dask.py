@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nuclei_core.engine import EngineSettings, ModelSpec, analyse_slide
+from nuclei_core.engine.analysis import EngineSettings, ModelSpec, _dask_client, analyse_slide
+from nuclei_core.engine.region import parse_region
+from nuclei_core.engine.slide import Slide
 from nuclei_core.models.udnet import DEFAULT_WEIGHTS, UDNet
-from nuclei_core.region import parse_region
-from nuclei_core.slide import Slide
 
 DASK = str(Path(sys.executable).with_name("dask"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +106,21 @@ def run_detector(sample_svs: Path, out: Path, *options: str) -> subprocess.Popen
 def box_centres(annotation: Path) -> np.ndarray:
     points = np.array([np.mean(e["points"], axis=0)[:2] for e in json.loads(annotation.read_text())["elements"]])
     return points[np.lexsort(points.T)]
+
+
+def _malloc_environment() -> tuple[str | None, str | None]:
+    import os
+
+    return os.environ.get("MALLOC_MMAP_MAX_"), os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_local_dask_worker_processes_keep_freed_memory(monkeypatch):
+    """Dask starts its worker processes with a 64 KiB malloc trim threshold; ours start with the suite's settings."""
+    for name in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"):
+        monkeypatch.delenv(name, raising=False)
+    with _dask_client("multiprocessing", 1) as client:
+        settings = set(client.run(_malloc_environment).values())
+    assert settings == {("0", str(1 << 30))}
 
 
 def test_killing_a_worker_mid_run_loses_and_duplicates_no_tile(sample_svs, tmp_path):

@@ -10,13 +10,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from nuclei_core.engine import EngineSettings, ModelSpec, analyse_slide
+from nuclei_core.engine.analysis import EngineSettings, ModelSpec, analyse_slide
+from nuclei_core.engine.region import parse_region
+from nuclei_core.engine.slide import Slide
 from nuclei_core.metrics import match_points
 from nuclei_core.models.base import NucleusModel
 from nuclei_core.nuclei import Nuclei
 from nuclei_core.postprocess.peaks import find_peaks
-from nuclei_core.region import parse_region
-from nuclei_core.slide import Slide
 
 TILE, HALO = 128, 16
 CORE = TILE - 2 * HALO
@@ -125,3 +125,22 @@ def test_coordinates_scale_back_to_base_pixels(tmp_path, disc_weights):
     assert result.plan.scale == 0.5
     _, true_idx = match_points(result.nuclei.centroids, truth, radius=1.5)
     assert len(result.nuclei) == 3 and len(true_idx) == 3
+
+
+def test_nuclei_do_not_depend_on_the_batch_size(sample_svs):
+    """Tiles clipped by the slide's edge are batched only with tiles of their own shape, never padded to a full
+    neighbour: the same nuclei whatever the batch size."""
+    from nuclei_core.models.udnet import DEFAULT_WEIGHTS, UDNet
+
+    slide = Slide(sample_svs)
+    region = parse_region([1200, 2000, 1020, 967], slide.width, slide.height)  # reaches the right and bottom edges
+    found = {}
+    for batch_size in (1, 4):
+        settings = EngineSettings(tile_size=512, min_fgnd_frac=0.0, batch_size=batch_size, show_progress=False)
+        result = analyse_slide(slide, ModelSpec(UDNet, str(DEFAULT_WEIGHTS), overrides=(("precision", "float32"),)),
+                               region, settings)
+        shapes = {(t.read[2] - t.read[0], t.read[3] - t.read[1]) for t in result.plan.tiles}
+        assert len(shapes) > 1  # clipped tiles are there to be batched
+        found[batch_size] = result.nuclei.centroids[np.lexsort(result.nuclei.centroids.T)]
+    assert len(found[1]) > 200
+    np.testing.assert_array_equal(found[1], found[4])

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nuclei_core.agreement import MATCH_CLASSES, agree, parse_class_map
+from nuclei_core.engine.region import parse_region
 from nuclei_core.errors import InputError
-from nuclei_core.evaluate import evaluate_nuclei
 from nuclei_core.metrics.polygons import contour_scores
 from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dice, error_anatomy, panoptic_quality
 from nuclei_core.nuclei import Nuclei
 from nuclei_core.outputs.readers import read_nuclei_and_regions
-from nuclei_core.region import parse_region
+from nuclei_core.review.agreement import MATCH_CLASSES, agree, parse_class_map
+from nuclei_core.review.evaluate import evaluate_nuclei
 from plugins.EvaluateNuclei import main as evaluate_main
 from plugins.UDNetDetection import main as udnet_main
 
@@ -335,7 +335,7 @@ def test_method_choices_are_the_suites_method_clis():
     import ctk_cli
 
     from nuclei_core.cli_spec import available_clis, spec_path
-    from nuclei_core.method_runs import METHOD_CLIS
+    from nuclei_core.review.method_runs import METHOD_CLIS
 
     params = {p.name: p for p in ctk_cli.CLIModule(str(spec_path("EvaluateNuclei"))).parameters()}
     assert params["method"].elements == list(METHOD_CLIS)

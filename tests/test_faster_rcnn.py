@@ -9,11 +9,11 @@ import pickle
 import numpy as np
 import pytest
 
-from nuclei_core.engine import EngineSettings, ModelSpec, analyse_slide
+from nuclei_core.engine.analysis import EngineSettings, ModelSpec, analyse_slide
+from nuclei_core.engine.region import parse_region
+from nuclei_core.engine.slide import Slide
 from nuclei_core.metrics.boxes import BoxScores, average_precision, box_iou, hungarian_box_matches, instance_boxes
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS, SCORE_NAME, FasterRCNNDetector
-from nuclei_core.region import parse_region
-from nuclei_core.slide import Slide
 from nuclei_core.stains import HaematoxylinPreparation, lab_statistics
 
 
@@ -86,7 +86,7 @@ def test_shipped_model_finds_the_nuclei_of_a_held_out_monuseg_image(shared_data,
     """A validation image (never trained on): most nuclei found within 3 um (the full test-split figures are
     in benchmarks/results/faster_rcnn.md)."""
     from nuclei_core.data.public_sets import load_point_set
-    from nuclei_core.evaluation import score_point_detector
+    from nuclei_core.review.evaluation import score_point_detector
 
     images = load_point_set("monuseg", "val", magnification=40.0)[:1]
     scores = score_point_detector(shipped_model, images, radius=12.0, magnification=40.0)

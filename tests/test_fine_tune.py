@@ -11,11 +11,11 @@ import pytest
 import torch
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from nuclei_core.agreement import MATCH_CLASSES
+from nuclei_core.engine.slide import Slide
 from nuclei_core.errors import InputError
 from nuclei_core.models.udnet import WEIGHTS_BY_TRAINING_SET, UDNet
 from nuclei_core.nuclei import Nuclei
-from nuclei_core.slide import Slide
+from nuclei_core.review.agreement import MATCH_CLASSES
 from nuclei_core.training.slide_cells import hold_out, region_cells
 from plugins.FineTuneNucleiModel import main as fine_tune_main
 from plugins.UDNetDetection import main as udnet_main

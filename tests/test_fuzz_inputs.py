@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nuclei_core.engine.region import parse_region
 from nuclei_core.errors import InputError
 from nuclei_core.outputs.readers import read_nuclei, read_nuclei_and_regions
-from nuclei_core.region import parse_region
 
 # Examples per property: about a minute and a half in all on 2 cores; benchmarks/reliability.py runs many more.
 EXAMPLES = int(os.environ.get("NUCLEI_FUZZ_EXAMPLES", "800"))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import shapely.geometry
 
+from nuclei_core.engine.slide import Slide
 from nuclei_core.errors import OutputError
 from nuclei_core.nuclei import Nuclei
 from nuclei_core.outputs.atomic import check_writable, write_all_or_nothing
@@ -16,7 +17,6 @@ from nuclei_core.outputs.colors import NAMED_COLORS, PALETTE, class_color, css_r
 from nuclei_core.outputs.dsa import annotation_documents, write_annotation
 from nuclei_core.outputs.geojson import feature_collection, write_geojson
 from nuclei_core.outputs.overlay import render_overlay
-from nuclei_core.slide import Slide
 
 CLASSES = ("epithelial", "fibroblast", "mitosis")  # "mitosis" has no named colour: palette entry 2
 

@@ -11,13 +11,13 @@ import torch
 from PIL import Image
 
 from nuclei_core.data.points import load_point_dataset, read_split
-from nuclei_core.evaluation import score_point_detector
+from nuclei_core.errors import InputError
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.patch_cnn import SC_WINDOW, PatchCNN, sc_aggregate, sc_window_maps
 from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN, with_stage1_context
-from nuclei_core.errors import InputError
 from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, PatchGCN, grid_laplacian, node_types, polynomial_basis
 from nuclei_core.postprocess.nms import nms_points
+from nuclei_core.review.evaluation import score_point_detector
 from nuclei_core.training import train_patch_detector
 from nuclei_core.training.patch_sampling import PatchSource
 from plugins.__main__ import main as plugins_main

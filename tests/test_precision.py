@@ -1,5 +1,6 @@
-"""Reduced precision (``--precision bfloat16``): the same nuclei from the shipped weights, training steps that still
-learn, the setting recorded in the outputs and never stored in weights, and bad values refused in one line."""
+"""Reduced precision (``--precision bfloat16``, and ``auto``, the CLIs' default): the same nuclei from the shipped
+weights, bfloat16 chosen only where it is faster and native, training steps that still learn, the setting recorded
+in the outputs and never stored in weights, and bad values refused in one line."""
 
 from __future__ import annotations
 
@@ -14,16 +15,20 @@ from torch import nn
 
 from nuclei_core.data.points import load_point_dataset, read_split
 from nuclei_core.errors import DeviceError
-from nuclei_core.evaluation import predict_centroids
-from nuclei_core.fine_tune import FineTuneSettings, fine_tune
 from nuclei_core.metrics import detection_scores
-from nuclei_core.models.base import load_checkpoint
+from nuclei_core.models.base import computes_bfloat16_natively, load_checkpoint, resolve_precision
+from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS as FASTER_RCNN_WEIGHTS
+from nuclei_core.models.faster_rcnn import FasterRCNNDetector
 from nuclei_core.models.hovernet import DEFAULT_WEIGHTS as HOVERNET_WEIGHTS
 from nuclei_core.models.hovernet import HoVerNet
 from nuclei_core.models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from nuclei_core.models.nucleus_classifier import NucleusClassifier
+from nuclei_core.models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
+from nuclei_core.models.segmenter import GRAPH_ATTENTION, NucleusSegmenter
 from nuclei_core.models.udnet import DEFAULT_WEIGHTS as UDNET_WEIGHTS
 from nuclei_core.models.udnet import UDNet
+from nuclei_core.review.evaluation import predict_centroids
+from nuclei_core.review.fine_tune import FineTuneSettings, fine_tune
 from nuclei_core.training.trainer import TrainSettings, train
 
 
@@ -58,6 +63,18 @@ def test_bfloat16_maps_and_class_probabilities_stay_close_to_float32(crchisto_im
                      .probabilities(crchisto_images[0].image, points) for p in ("float32", "bfloat16")}
     assert np.abs(probabilities["float32"] - probabilities["bfloat16"]).max() < 0.1
     assert (probabilities["float32"].argmax(1) == probabilities["bfloat16"].argmax(1)).mean() >= 0.9
+
+
+def test_auto_precision_is_bfloat16_only_where_it_is_faster_and_computed_natively():
+    cpu = torch.device("cpu")
+    native = "bfloat16" if computes_bfloat16_natively(cpu) else "float32"
+    assert UDNet.from_weights(UDNET_WEIGHTS, precision="auto").precision == native
+    assert NucleusSegmenter.from_weights(SEGMENTER_WEIGHTS["R2U-Net"], precision="auto").precision == native
+    assert NucleusSegmenter.from_weights(SEGMENTER_WEIGHTS[GRAPH_ATTENTION], precision="auto").precision == "float32"
+    assert FasterRCNNDetector.from_weights(FASTER_RCNN_WEIGHTS, precision="auto").precision == "float32"
+    assert resolve_precision("auto", cpu, bfloat16_is_faster=False) == "float32"
+    assert resolve_precision("float32", cpu, bfloat16_is_faster=True) == "float32"
+    assert resolve_precision("bfloat16", cpu, bfloat16_is_faster=False) == "bfloat16"
 
 
 def test_weights_saved_from_a_bfloat16_model_do_not_carry_the_setting(tmp_path):
@@ -106,15 +123,16 @@ def test_bfloat16_training_steps_learn_and_keep_float32_weights(tmp_path):
     assert after < before / 20, (before, after)
 
 
-def test_cli_records_the_precision_in_its_outputs(sample_svs, tmp_path, capfd):
+def test_cli_records_the_precision_it_computed_in(sample_svs, tmp_path, capfd):
     from plugins.__main__ import main as entry
 
     annotation, geojson = tmp_path / "nuclei.anot", tmp_path / "nuclei.geojson"
     code = entry(["UDNetDetection", str(sample_svs), str(annotation), "--geojson", str(geojson),
-                  "--analysis_roi", "800,800,400,400", "--precision", "bfloat16", "--device", "cpu"])
+                  "--analysis_roi", "800,800,400,400", "--device", "cpu"])
     assert code == 0, capfd.readouterr().err
     attributes = json.loads(annotation.read_text())["attributes"]
-    assert attributes["precision"] == "bfloat16" and attributes["parameters"]["precision"] == "bfloat16"
+    assert attributes["parameters"]["precision"] == "auto"  # the default, as asked
+    assert attributes["precision"] == resolve_precision("auto", torch.device("cpu"), bfloat16_is_faster=True)
     assert len(json.loads(annotation.read_text())["elements"]) > 20
     assert len(json.loads(geojson.read_text())["features"]) == len(json.loads(annotation.read_text())["elements"])
 

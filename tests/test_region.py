@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from shapely.geometry import MultiPolygon
 
+from nuclei_core.engine.region import contains_points, parse_region
 from nuclei_core.errors import InputError
-from nuclei_core.region import contains_points, parse_region
 
 W, H = 100, 80
 

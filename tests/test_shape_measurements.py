@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from nuclei_core.engine.slide import Slide
 from nuclei_core.shape_measurements import (
     AREA,
     CIRCULARITY,
@@ -13,7 +14,6 @@ from nuclei_core.shape_measurements import (
     contour_measurements,
     polygon_shape,
 )
-from nuclei_core.slide import Slide
 
 
 def ellipse(a: float, b: float, points: int = 720) -> np.ndarray:

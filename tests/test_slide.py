@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from nuclei_core.engine.slide import Slide
 from nuclei_core.errors import InputError
-from nuclei_core.slide import Slide
 
 
 @pytest.fixture

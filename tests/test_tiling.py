@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
+from nuclei_core.engine.merge import keep_in_core
+from nuclei_core.engine.region import parse_region
+from nuclei_core.engine.slide import Slide
+from nuclei_core.engine.tiling import plan_tiles
+from nuclei_core.engine.tissue import tissue_mask
 from nuclei_core.errors import InputError
-from nuclei_core.merge import keep_in_core
-from nuclei_core.region import parse_region
-from nuclei_core.slide import Slide
-from nuclei_core.tiling import plan_tiles
-from nuclei_core.tissue import tissue_mask
 
 W, H = 1300, 900
 TILE, HALO, CORE = 256, 32, 192

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from nuclei_core.data.points import load_point_dataset, read_split
-from nuclei_core.evaluation import score_point_detector
+from nuclei_core.data.public_sets import load_point_set
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.r2unet import R2UNet
-from nuclei_core.data.public_sets import load_point_set
 from nuclei_core.models.udnet import DEFAULT_CONFIG, DEFAULT_WEIGHTS, WEIGHTS_BY_TRAINING_SET, UDNet
+from nuclei_core.review.evaluation import score_point_detector
 from nuclei_core.training import train_udnet
 from nuclei_core.training.density import density_target
 from plugins.__main__ import main as plugins_main

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -18,6 +19,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 TilePreparation = Callable[[np.ndarray], np.ndarray]  # (H, W, 3) uint8 RGB -> (H, W, C) what the model takes
 PRECISIONS = ("float32", "bfloat16")  # what a network computes in: float32 reproduces the model cards' figures
+AUTO_PRECISION = "auto"  # bfloat16 where it makes the network faster and the device computes it natively
 
 
 def keep_rgb(tile: np.ndarray) -> np.ndarray:
@@ -46,6 +48,25 @@ def check_precision(precision: str, device: torch.device) -> None:
                           "use float32")
 
 
+def computes_bfloat16_natively(device: torch.device) -> bool:
+    """Whether ``device`` has bfloat16 arithmetic in hardware: an NVIDIA Ampere or newer GPU, or a CPU with
+    AVX-512 BF16 or AMX (elsewhere bfloat16 is emulated, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    capabilities = torch.cpu.get_capabilities() if hasattr(torch.cpu, "get_capabilities") else {}
+    return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
+
+def resolve_precision(requested: str, device: torch.device, bfloat16_is_faster: bool) -> str:
+    """The precision a network computes in: ``requested`` (one of :data:`PRECISIONS`, checked), or for
+    :data:`AUTO_PRECISION` bfloat16 when the network runs faster in it (``bfloat16_is_faster``, measured per
+    architecture) on a device that computes it natively, else float32."""
+    if requested == AUTO_PRECISION:
+        return "bfloat16" if bfloat16_is_faster and computes_bfloat16_natively(device) else "float32"
+    check_precision(requested, device)
+    return requested
+
+
 def computing_in(precision: str, device: torch.device) -> AbstractContextManager:
     """The context a network runs in at a ``precision`` :func:`check_precision` accepted: autocast to bfloat16
     (weights stay float32; convolutions and matrix products in bfloat16, reductions and softmax in float32), or
@@ -53,6 +74,15 @@ def computing_in(precision: str, device: torch.device) -> AbstractContextManager
     if precision == "bfloat16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``: to a GPU through pinned memory, without waiting for the copy (the next
+    kernels queue behind it)."""
+    tensor = torch.from_numpy(np.require(array, requirements=["C", "W"]))
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -106,6 +136,9 @@ class TrainedModel(ABC):
     """A torch network built from a config, with its shipped weights: load, save, and where it runs."""
 
     name: str = "model"
+    # Measured per architecture on a CPU with AVX-512 BF16 (benchmarks/results/precision.md): whether
+    # precision "auto" picks bfloat16 for this network.
+    bfloat16_is_faster: bool = False
 
     def __init__(self, config: dict[str, Any], state_dict: dict[str, torch.Tensor] | None = None,
                  device: str = "cpu", weights_version: str = "untrained") -> None:
@@ -122,11 +155,12 @@ class TrainedModel(ABC):
             except RuntimeError as exc:
                 raise WeightsError(f"weights do not fit {self.name}: {str(exc).splitlines()[0]}") from None
         self.network.to(self.device).eval()
-        check_precision(self.precision, self.device)
+        self.config["precision"] = resolve_precision(self.precision, self.device, self.bfloat16_is_faster)
 
     @property
     def precision(self) -> str:
-        """What the network computes in at inference: the config's ``precision`` (float32 unless set)."""
+        """What the network computes in at inference: the config's ``precision`` (float32 unless set; "auto" is
+        resolved when the model is built)."""
         return self.config.get("precision", "float32")
 
     @contextmanager
@@ -182,7 +216,7 @@ class NucleusModel(ReadsRGB, TrainedModel):
 
     def preprocess(self, tiles: np.ndarray) -> torch.Tensor:
         """(B, H, W, 3) uint8 RGB -> (B, 3, H, W) float tensor on the model's device."""
-        batch = torch.from_numpy(np.require(tiles, requirements=["C", "W"])).to(self.device)
+        batch = to_device(tiles, self.device)
         return batch.permute(0, 3, 1, 2).float().div_(255.0)
 
     @abstractmethod
@@ -192,6 +226,17 @@ class NucleusModel(ReadsRGB, TrainedModel):
     @abstractmethod
     def postprocess(self, output: np.ndarray) -> Nuclei:
         """Nuclei of one tile from its (C, H, W) output, in tile pixel coordinates."""
+
+    def postprocess_tile(self, output: np.ndarray, tile: np.ndarray) -> Nuclei:
+        """Nuclei of one tile from its output; models that also measure the tile's (H, W, 3) pixels use ``tile``."""
+        return self.postprocess(output)
+
+    def postprocessor(self) -> "NucleusModel | None":
+        """This model without its network, for :meth:`postprocess_tile` in a post-processing process (the engine
+        sends it there with each tile's output), or None where the post-processing needs the network."""
+        stripped = copy.copy(self)
+        stripped.network = None
+        return stripped
 
     def parameters_record(self) -> dict[str, Any]:
         """What the outputs record about this model (name, weights version, settings)."""
@@ -231,7 +276,7 @@ class NucleusModel(ReadsRGB, TrainedModel):
 
     def predict(self, tiles: np.ndarray) -> list[Nuclei]:
         """Nuclei of each (H, W, 3) tile of a batch, in tile pixel coordinates."""
-        return [self.postprocess(output) for output in self.predict_outputs(tiles)]
+        return [self.postprocess_tile(output, tile) for output, tile in zip(self.predict_outputs(tiles), tiles)]
 
     def predict_at(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
         """The engine's call: a detector needs only the pixels, not where the tiles lie."""

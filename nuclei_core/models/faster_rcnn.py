@@ -18,7 +18,7 @@ from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork
 
 from ..nuclei import Nuclei
 from ..stains import REFERENCE_LAB_MEAN, REFERENCE_LAB_STD, HaematoxylinPreparation, stain_matrix
-from .base import WEIGHTS_DIR, NucleusModel, TilePreparation
+from .base import WEIGHTS_DIR, NucleusModel, TilePreparation, to_device
 
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "faster_rcnn_he.pt"
 SCORE_NAME = "Detection score"
@@ -122,7 +122,7 @@ class FasterRCNNDetector(NucleusModel):
 
     def preprocess(self, tiles: np.ndarray) -> torch.Tensor:
         """(B, H, W, 1) haematoxylin density -> (B, 1, H, W) float tensor on the model's device."""
-        return torch.from_numpy(np.ascontiguousarray(tiles, np.float32)).permute(0, 3, 1, 2).to(self.device)
+        return to_device(np.asarray(tiles, np.float32), self.device).permute(0, 3, 1, 2)
 
     def infer(self, batch: torch.Tensor) -> list[np.ndarray]:  # type: ignore[override]
         """One (N, 5) array per tile: box x0, y0, x1, y1 and score, after NMS, best first."""
@@ -137,6 +137,10 @@ class FasterRCNNDetector(NucleusModel):
         contours = box_contours(boxes - 0.5) if self.config["output_shape"] == "rectangles" else None
         return Nuclei(centres.reshape(-1, 2), scores, contours, class_names=self.class_names,
                       measurements={SCORE_NAME: scores})
+
+    def postprocessor(self) -> None:
+        """None: the network's own post-processing (box decoding, NMS) runs with it; what is left is tiny."""
+        return None
 
     def predict(self, tiles: np.ndarray) -> list[Nuclei]:
         """Nuclei of each prepared (H, W, 1) tile of a batch, in tile pixel coordinates."""

@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data.public_sets import CRCHISTO_CLASSES
 from ..nuclei import Nuclei
-from .base import WEIGHTS_DIR, TrainedModel
+from .base import WEIGHTS_DIR, TrainedModel, to_device
 from .dcrn import build_classifier
 
 CLASSIFIER_CONFIG: dict[str, Any] = {
@@ -51,6 +51,8 @@ def dihedral_views(patches: np.ndarray) -> list[np.ndarray]:
 class NucleusClassifier(TrainedModel):
     """Classifies nuclei (given their centres) from the ``patch`` x ``patch`` RGB patch at 20x around each."""
 
+    bfloat16_is_faster = True
+
     @property
     def name(self) -> str:
         return "DCRN" if self.config["recurrent_steps"] else "DenseNet"
@@ -85,7 +87,7 @@ class NucleusClassifier(TrainedModel):
 
     def logits(self, patches: np.ndarray) -> torch.Tensor:
         """Class logits of (N, P, P, 3) uint8 patches (the network in its current train/eval mode)."""
-        batch = torch.from_numpy(np.ascontiguousarray(patches)).to(self.device)
+        batch = to_device(patches, self.device)
         return self.network(batch.permute(0, 3, 1, 2).float().div_(255.0))
 
     def probabilities(self, image: np.ndarray, points: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -32,6 +32,7 @@ class UDNet(NucleusModel):
     name = "UD-Net"
     analysis_magnification = 20.0
     halo = 32
+    bfloat16_is_faster = True
 
     @staticmethod
     def build_network(config: dict[str, Any]) -> nn.Module:

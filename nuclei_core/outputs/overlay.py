@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..engine.slide import Slide
 from ..nuclei import Nuclei
-from ..slide import Slide
 from .colors import class_color
 
 MAX_SIDE = 2048

@@ -16,9 +16,9 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
+from ..engine.region import MAX_COORDINATE
 from ..errors import InputError
 from ..nuclei import Nuclei
-from ..region import MAX_COORDINATE
 
 GEOJSON_SUFFIXES = (".geojson", ".geojson.gz", ".json.gz")
 DEFAULT_REGION_LABEL = "ROI"

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..data.instance_sets import InstanceAnnotatedImage
 from ..data.points import PointAnnotatedImage
-from ..engine import ModelSpec
+from ..engine.analysis import ModelSpec
 from ..models.base import TrainedModel
 from ..models.classified_nuclei import ClassifyGiven
 from ..models.nucleus_classifier import NucleusClassifier

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 from shapely.geometry import MultiPolygon, box
 
-from ..agreement import inside
+from ..engine.slide import Slide
 from ..errors import InputError
 from ..nuclei import Nuclei
-from ..slide import Slide
+from ..review.agreement import inside
 
 INSIDE_SHARE = 0.95  # a cell counts when this share of it lies inside a region (the truth is complete there)
 

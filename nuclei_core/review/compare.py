@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from .. import __version__
+from ..cli import write_nuclei_outputs
+from ..engine.analysis import check_scheduler
+from ..engine.region import parse_region
+from ..engine.slide import Slide
+from ..errors import InputError
+from ..nuclei import Nuclei
+from ..outputs.atomic import check_writable
+from ..outputs.report import write_metrics_json
 from .agreement import inside
-from .cli import write_nuclei_outputs
 from .consensus import AGREEMENT, consensus, pairwise_f1
-from .engine import check_scheduler
-from .errors import InputError
 from .method_runs import parse_method_list, run_method
-from .nuclei import Nuclei
-from .outputs.atomic import check_writable
-from .outputs.report import write_metrics_json
-from .region import parse_region
-from .slide import Slide
 
 CLI_NAME = "CompareNucleiMethods"
 CONSENSUS = "consensus"

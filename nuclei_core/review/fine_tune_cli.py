@@ -1,4 +1,4 @@
-"""FineTuneNucleiModel: the command-line side of :mod:`nuclei_core.fine_tune` (used by
+"""FineTuneNucleiModel: the command-line side of :mod:`nuclei_core.review.fine_tune` (used by
 ``plugins/FineTuneNucleiModel.py``)."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from . import __version__
+from .. import __version__
+from ..cli import write_nuclei_outputs
+from ..errors import InputError
+from ..models.base import resolve_device
+from ..nuclei import Nuclei
+from ..outputs.atomic import check_writable
 from .agreement import MATCH_CLASSES
-from .cli import write_nuclei_outputs
-from .errors import InputError
 from .fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune, model_card
-from .models.base import resolve_device
-from .nuclei import Nuclei
-from .outputs.atomic import check_writable
 
 CLI_NAME = "FineTuneNucleiModel"
 

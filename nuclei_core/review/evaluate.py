@@ -15,19 +15,19 @@ from typing import Any
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
-from . import __version__
+from .. import __version__
+from ..cli import write_nuclei_outputs
+from ..engine.analysis import check_scheduler
+from ..engine.region import parse_region
+from ..engine.slide import Slide
+from ..errors import InputError
+from ..nuclei import Nuclei
+from ..outputs.atomic import check_writable
+from ..outputs.overlay import write_png
+from ..outputs.readers import check_inside, read_nuclei, read_nuclei_and_regions
+from ..outputs.report import render_report, write_metrics_csv, write_metrics_json
 from .agreement import Agreement, agree, inside, parse_class_map
-from .cli import write_nuclei_outputs
-from .engine import check_scheduler
-from .errors import InputError
 from .method_runs import parse_method, run_method
-from .nuclei import Nuclei
-from .outputs.atomic import check_writable
-from .outputs.overlay import write_png
-from .outputs.readers import check_inside, read_nuclei, read_nuclei_and_regions
-from .outputs.report import render_report, write_metrics_csv, write_metrics_json
-from .region import parse_region
-from .slide import Slide
 
 CLI_NAME = "EvaluateNuclei"
 OUTPUTS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage", "outputMetricsFile",

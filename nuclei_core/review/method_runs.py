@@ -13,9 +13,9 @@ from pathlib import Path
 
 from shapely.geometry import MultiPolygon
 
-from .errors import InputError, NucleiError
-from .nuclei import Nuclei
-from .outputs.readers import read_nuclei
+from ..errors import InputError, NucleiError
+from ..nuclei import Nuclei
+from ..outputs.readers import read_nuclei
 
 METHOD_CLIS = ("UDNetDetection", "CascadeGCNDetection", "FasterRCNNDetection", "R2UNetSegmentation",
                "HoVerNetSegmentation", "GraphAttentionSegmentation", "DCRNClassification")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from shapely.geometry import MultiPolygon
 
-from .errors import InputError
+from ..errors import InputError
 from .slide import Slide
 from .tissue import tissue_mask
 

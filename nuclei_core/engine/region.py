@@ -9,7 +9,7 @@ import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from .errors import InputError
+from ..errors import InputError
 
 
 # No slide is a billion pixels across: larger coordinates are a mistake (and overflow geometry libraries).

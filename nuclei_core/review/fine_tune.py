@@ -1,7 +1,7 @@
 """Fine-tune a shipped model on a pathologist's annotated regions, scored before and after on a held-out part:
 UD-Net from points, R2U-Net / U-Net from outlines.
 
-    from nuclei_core.fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune
+    from nuclei_core.review.fine_tune import AnnotatedSlide, FineTuneSettings, fine_tune
     result = fine_tune([AnnotatedSlide("slide.svs", "mine.anot")], "UD-Net multi-organ", FineTuneSettings(steps=300))
     result.model.save("my_udnet.pt", version="my-lab-1"); print(model_card(result, "my_udnet.pt"))
 
@@ -21,24 +21,24 @@ from typing import Callable
 
 from shapely.geometry import MultiPolygon, box
 
-from . import __version__
+from .. import __version__
 from .agreement import Agreement, carries_classes
 import torch
 
-from .engine import EngineSettings, analyse_slide
-from .errors import InputError
+from ..engine.analysis import EngineSettings, analyse_slide
+from ..engine.slide import Slide
+from ..errors import InputError
+from ..metrics.detection import DetectionScores
+from ..models.base import TrainedModel, resolve_precision
+from ..models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
+from ..models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
+from ..models.udnet import WEIGHTS_BY_TRAINING_SET
+from ..nuclei import Nuclei
+from ..outputs.readers import check_inside, read_nuclei_and_regions
+from ..training.fine_tuning_kinds import ClassifierFineTuning, DetectorFineTuning, FineTuning, SegmenterFineTuning
+from ..training.slide_cells import Cell, hold_out, region_cells
+from ..training.trainer import TrainSettings, train
 from .evaluate import evaluate_nuclei
-from .metrics.detection import DetectionScores
-from .models.base import TrainedModel, check_precision
-from .models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
-from .models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
-from .models.udnet import WEIGHTS_BY_TRAINING_SET
-from .nuclei import Nuclei
-from .outputs.readers import check_inside, read_nuclei_and_regions
-from .slide import Slide
-from .training.fine_tuning_kinds import ClassifierFineTuning, DetectorFineTuning, FineTuning, SegmenterFineTuning
-from .training.slide_cells import Cell, hold_out, region_cells
-from .training.trainer import TrainSettings, train
 
 TUNED = ("threshold", "min_distance", "foreground_threshold", "marker_threshold", "min_area", "split_distance")
 BASE_MODELS: dict[str, tuple[FineTuning, Path]] = {
@@ -75,7 +75,7 @@ class FineTuneSettings:
     stain_jitter: float = 0.05
     seed: int = 0
     device: str = "cpu"
-    precision: str = "float32"  # what training and the held-out runs compute in (see models.base.PRECISIONS)
+    precision: str = "float32"  # what training and the held-out runs compute in: models.base.PRECISIONS or "auto"
     eval_every: int = 50
 
 
@@ -175,7 +175,8 @@ def fine_tune(annotated: list[AnnotatedSlide], base: str, settings: FineTuneSett
     kind, shipped = BASE_MODELS[base]
     weights = Path(base_weights or shipped)
     model = kind.model_class.from_weights(weights, settings.device)
-    check_precision(settings.precision, model.device)
+    settings = replace(settings, precision=resolve_precision(settings.precision, model.device,
+                                                             model.bfloat16_is_faster))
     slides = _cells(annotated, base, model.analysis_magnification, settings, region_label)
     torch.manual_seed(settings.seed)  # a new last layer, when the classes are new, starts the same every time
     model = kind.prepare(model, tuple(sorted({n for s in slides for c in s.training + s.held_out

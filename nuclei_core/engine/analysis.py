@@ -1,11 +1,11 @@
-"""Run any SlideModel over a whole slide: tile plan, batching, prefetch, Dask, progress, seam merge."""
+"""Run any SlideModel over a whole slide: tile plan, batching, the pipeline of this process or Dask, progress."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 from shapely.geometry import MultiPolygon
 
-from .errors import InputError
-from .merge import keep_in_core
-from .models.base import SlideModel, TilePreparation, resolve_device
-from .nuclei import Nuclei
+from ..allocator import TRIM_THRESHOLD_BYTES, USER_SETTINGS
+from ..errors import InputError
+from ..models.base import SlideModel, TilePreparation, resolve_device
+from ..nuclei import Nuclei
+from .pipeline import infer_tiles, pipeline_workers, run_pipeline
 from .progress import Progress
+from .reading import colour_sample, prepare_tile_batch
 from .region import contains_points
 from .slide import Slide
 from .tiling import Tile, TilePlan, plan_tiles
@@ -42,17 +44,10 @@ def _build_model(spec: ModelSpec) -> SlideModel:
     return spec.model_class.from_weights(spec.weights, spec.device, **dict(spec.overrides))
 
 
-COLOUR_SAMPLE_TILES = 8
-
-
-@lru_cache(maxsize=8)
-def _open_slide(path: str, input_mag: float | None) -> Slide:
-    return Slide(path, input_mag)
-
-
 @dataclass
 class EngineSettings:
-    """How to run: tile size (analysis px), tissue threshold, batch size, and where (Dask)."""
+    """How to run: tile size (analysis px), tissue threshold, batch size, and where (this process's pipeline, with
+    its reader and post-processing processes, -1 choosing them for the device; or Dask)."""
 
     tile_size: int = 1024
     min_fgnd_frac: float = 0.25
@@ -61,6 +56,8 @@ class EngineSettings:
     num_workers: int = 1
     show_progress: bool = True
     inference: str = "auto"  # with Dask: "workers" run the model, or "here" on tiles they prepare; auto: here on a GPU
+    readers: int = -1
+    postprocessors: int = -1
 
 
 @dataclass
@@ -73,41 +70,6 @@ class SlideResult:
     model_record: dict[str, Any] = field(default_factory=dict)
 
 
-def read_tile(slide: Slide, tile: Tile, scale: float) -> np.ndarray:
-    """The tile's read box (analysis px) as RGB uint8 at analysis scale, exactly the box's size."""
-    x0, y0, x1, y1 = tile.read
-    left, top = int(round(x0 / scale)), int(round(y0 / scale))
-    width, height = max(1, int(round((x1 - x0) / scale))), max(1, int(round((y1 - y0) / scale)))
-    image = slide.read(left, top, width, height, scale)[:y1 - y0, :x1 - x0]
-    return np.pad(image, ((0, y1 - y0 - image.shape[0]), (0, x1 - x0 - image.shape[1]), (0, 0)), mode="edge")
-
-
-def stack_padded(images: list[np.ndarray]) -> np.ndarray:
-    """One (B, H, W, 3) batch: each image mirror-padded at its bottom/right to the largest shape."""
-    height = max(i.shape[0] for i in images)
-    width = max(i.shape[1] for i in images)
-    return np.stack([np.pad(i, ((0, height - i.shape[0]), (0, width - i.shape[1]), (0, 0)), mode="symmetric")
-                     for i in images])
-
-
-def infer_tiles(model: SlideModel, prepared: list[np.ndarray], tiles: list[Tile], scale: float) -> Nuclei:
-    """Nuclei of a batch of prepared tiles, each kept only in its own core, in base pixel coordinates."""
-    results = model.predict_at(stack_padded(prepared), [tuple(tile.read[:2]) for tile in tiles], scale)
-    owned = []
-    for nuclei, tile in zip(results, tiles):
-        origin = np.array(tile.read[:2], dtype=np.float64)
-        in_core = keep_in_core(nuclei.centroids + origin, tile.core)
-        owned.append(nuclei.select(in_core).transformed(1.0 / scale, tuple((origin + 0.5) / scale - 0.5)))
-    return Nuclei.concatenate(owned, model.class_names)
-
-
-def prepare_tile_batch(slide_path: str, input_mag: float | None, preparation: TilePreparation, tiles: list[Tile],
-                       scale: float) -> list[np.ndarray]:
-    """Read and prepare one batch of tiles in this process (what Dask workers do when the model runs elsewhere)."""
-    slide = _open_slide(slide_path, input_mag)
-    return [preparation(read_tile(slide, t, scale)) for t in tiles]
-
-
 def analyse_tile_batch(slide_path: str, input_mag: float | None, spec: ModelSpec, preparation: TilePreparation,
                        tiles: list[Tile], scale: float) -> Nuclei:
     """Read, prepare and analyse one batch of tiles in this process (the unit of work of Dask workers)."""
@@ -115,33 +77,15 @@ def analyse_tile_batch(slide_path: str, input_mag: float | None, spec: ModelSpec
     return infer_tiles(spec.build(), prepared, tiles, scale)
 
 
-def _batches(tiles: list[Tile], size: int) -> list[list[Tile]]:
-    return [tiles[i:i + size] for i in range(0, len(tiles), size)]
-
-
-def colour_sample(slide: Slide, tiles: list[Tile], scale: float, count: int = COLOUR_SAMPLE_TILES) -> np.ndarray:
-    """RGB pixels of up to ``count`` tiles spread over the plan, read at analysis scale (slide-wide colour
-    statistics such as Reinhard's)."""
-    if not tiles:
-        return np.zeros((0, 3), np.uint8)
-    chosen = np.unique(np.linspace(0, len(tiles) - 1, min(count, len(tiles))).round().astype(int))
-    return np.concatenate([read_tile(slide, tiles[i], scale)[::2, ::2].reshape(-1, 3) for i in chosen])
-
-
-def _run_in_process(slide: Slide, model: SlideModel, preparation: TilePreparation, batches: list[list[Tile]],
-                    scale: float, progress: Progress) -> Iterator[Nuclei]:
-    """Batches in order, reading and preparing the next batch in a thread while the current one is inferred."""
-    def read_batch(batch: list[Tile]) -> list[np.ndarray]:
-        return [preparation(read_tile(slide, t, scale)) for t in batch]
-
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        upcoming = [reader.submit(read_batch, batches[0])] if batches else []
-        for index, batch in enumerate(batches):
-            prepared = upcoming.pop().result()
-            if index + 1 < len(batches):
-                upcoming.append(reader.submit(read_batch, batches[index + 1]))
-            yield infer_tiles(model, prepared, batch, scale)
-            progress.update(len(batch))
+def batches_of_one_shape(tiles: list[Tile], size: int) -> list[list[Tile]]:
+    """The tiles in batches of at most ``size``, each batch of tiles whose read boxes have one shape: a tile
+    clipped by the slide's edge is never padded to a full neighbour's size (work for nothing), and each tile
+    gives the same nuclei whatever the batch size."""
+    by_shape: dict[tuple[int, int], list[Tile]] = {}
+    for tile in tiles:
+        x0, y0, x1, y1 = tile.read
+        by_shape.setdefault((x1 - x0, y1 - y0), []).append(tile)
+    return [group[i:i + size] for group in by_shape.values() for i in range(0, len(group), size)]
 
 
 LOCAL_SCHEDULERS = {"multithreading": "threads", "threads": "threads",
@@ -156,7 +100,17 @@ def check_scheduler(scheduler: str) -> None:
                          "multiprocessing or a scheduler address such as tcp://127.0.0.1:8786")
 
 
+def kept_memory_environment() -> dict[str, int]:
+    """Dask settings that start local worker processes with this suite's malloc settings (allocator.py) in place of
+    Dask's own small trim threshold, unless the user set glibc's variables."""
+    if any(name in os.environ for name in USER_SETTINGS):
+        return {}
+    return {"distributed.nanny.pre-spawn-environ.MALLOC_MMAP_MAX_": 0,
+            "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": TRIM_THRESHOLD_BYTES}
+
+
 def _dask_client(scheduler: str, num_workers: int):
+    import dask
     from dask.distributed import Client, LocalCluster
 
     check_scheduler(scheduler)
@@ -164,8 +118,9 @@ def _dask_client(scheduler: str, num_workers: int):
         return Client(LocalCluster(n_workers=1, threads_per_worker=max(1, num_workers), processes=False,
                                    dashboard_address=None))
     if LOCAL_SCHEDULERS.get(scheduler) == "processes":
-        return Client(LocalCluster(n_workers=max(1, num_workers), threads_per_worker=1, processes=True,
-                                   host="127.0.0.1", dashboard_address=None))
+        with dask.config.set(kept_memory_environment()):
+            return Client(LocalCluster(n_workers=max(1, num_workers), threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None))
     try:
         return Client(scheduler, timeout=20)
     except OSError as exc:
@@ -234,14 +189,15 @@ def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, se
     model = spec.build()
     plan = plan_tiles(slide, model.analysis_magnification, settings.tile_size, model.halo, region,
                       settings.min_fgnd_frac, required_points(model))
-    batches = _batches(plan.tiles, settings.batch_size)
+    batches = batches_of_one_shape(plan.tiles, settings.batch_size)
     progress = Progress(len(plan.tiles), model.name, f"{len(plan.tiles)} tiles", settings.show_progress)
     try:
         preparation = model.tile_preparation(lambda: colour_sample(slide, plan.tiles, plan.scale))
         if settings.scheduler:
             parts = list(_run_on_dask(slide, spec, model, preparation, batches, plan.scale, settings, progress))
         else:
-            parts = list(_run_in_process(slide, model, preparation, batches, plan.scale, progress))
+            workers = pipeline_workers(resolve_device(spec.device).type, settings.readers, settings.postprocessors)
+            parts = list(run_pipeline(slide, model, preparation, batches, plan.scale, workers, progress))
     finally:
         progress.close()
     nuclei = Nuclei.concatenate(parts, model.class_names)

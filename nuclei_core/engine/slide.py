@@ -9,7 +9,7 @@ import cv2
 import large_image
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 logging.getLogger("large_image").setLevel(logging.ERROR)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .data.points import PointAnnotatedImage
-from .metrics.detection import DetectionScores, detection_scores
-from .models.base import NucleusModel
-from .nuclei import Nuclei
+from ..data.points import PointAnnotatedImage
+from ..metrics.detection import DetectionScores, detection_scores
+from ..models.base import NucleusModel
+from ..nuclei import Nuclei
 
 
 def prepared_image(model: NucleusModel, image: np.ndarray) -> np.ndarray:

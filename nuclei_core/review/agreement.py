@@ -8,12 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from shapely.geometry import MultiPolygon
 
-from .errors import InputError
-from .metrics.classification import confusion_matrix, per_class_scores
-from .metrics.detection import DetectionScores, match_points
-from .metrics.polygons import contour_scores
-from .nuclei import Nuclei
-from .region import contains_points
+from ..engine.region import contains_points
+from ..errors import InputError
+from ..metrics.classification import confusion_matrix, per_class_scores
+from ..metrics.detection import DetectionScores, match_points
+from ..metrics.polygons import contour_scores
+from ..nuclei import Nuclei
 
 GENERIC_CLASS_NAMES = frozenset({"nucleus", "nuclei", "default", ""})
 MATCH_CLASSES = ("true positive", "false positive", "false negative")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics.detection import detection_scores, match_points
-from .nuclei import Nuclei
+from ..metrics.detection import detection_scores, match_points
+from ..nuclei import Nuclei
 
 AGREEMENT = "Agreeing methods"
 
