@@ -29,13 +29,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pipeline_throughput import MODELS  # noqa: E402
+from benchmarks.pipeline_throughput import MODELS, prepared_plan_batches, timed_forward  # noqa: E402
 from benchmarks.report import table, write_result  # noqa: E402
 from benchmarks.slide_speed import SAMPLE  # noqa: E402
-from nuclei_core.engine.analysis import EngineSettings, ModelSpec, analyse_slide, batches_of_one_shape  # noqa: E402
-from nuclei_core.engine.reading import colour_sample, prepare_tiles  # noqa: E402
+from nuclei_core.engine.analysis import EngineSettings, ModelSpec, analyse_slide  # noqa: E402
 from nuclei_core.engine.slide import Slide  # noqa: E402
-from nuclei_core.engine.tiling import plan_tiles  # noqa: E402
 
 MICRONS_PER_PIXEL_40X = 0.25
 FORWARD_SAMPLE_BATCHES = 8  # batches timed for the network-alone rate
@@ -92,23 +90,10 @@ class GPUBusy:
 
 
 def network_seconds_per_tile(spec: ModelSpec, slide: Slide, settings: EngineSettings) -> float:
-    """The network alone: seconds per tile over a few batches of the plan, read beforehand (after a warm-up)."""
-    import torch
-
-    model = spec.build()
-    plan = plan_tiles(slide, model.analysis_magnification, settings.tile_size, model.halo, None,
-                      settings.min_fgnd_frac)
-    preparation = model.tile_preparation(lambda: colour_sample(slide, plan.tiles, plan.scale))
-    chosen = batches_of_one_shape(plan.tiles, settings.batch_size)[:FORWARD_SAMPLE_BATCHES + 1]
-    batches = [np.stack(prepare_tiles(slide, preparation, batch, plan.scale)) for batch in chosen]
-    model.predict_outputs(batches[0])
-    synchronise = torch.cuda.synchronize if spec.device.startswith("cuda") else (lambda: None)
-    synchronise()
-    started = time.perf_counter()
-    for batch in batches[1:] or batches:
-        model.predict_outputs(batch)
-    synchronise()
-    return (time.perf_counter() - started) / sum(len(b) for b in (batches[1:] or batches))
+    """The network alone: seconds per tile over the plan's first batches, read beforehand."""
+    batches = prepared_plan_batches(spec.build(), slide, settings, None, FORWARD_SAMPLE_BATCHES)
+    seconds, _ = timed_forward(spec.build(), batches)
+    return seconds / sum(len(batch) for batch in batches)
 
 
 def model_rows(slide: Slide, labels: list[str], device: str, batch_size: int) -> list[dict]:

@@ -79,17 +79,30 @@ class ReplaySpec:
         return self.replayed
 
 
-def model_only(model: Any, slide: Slide, settings: EngineSettings, region) -> tuple[float, int, list[np.ndarray]]:
-    """Seconds of the forward passes alone over the plan's batches (read beforehand), the tiles, and the outputs."""
+def prepared_plan_batches(model: Any, slide: Slide, settings: EngineSettings, region,
+                          most: int | None = None) -> list[np.ndarray]:
+    """The plan's batches (the first ``most``), read and prepared as the engine does, each stacked."""
     plan = plan_tiles(slide, model.analysis_magnification, settings.tile_size, model.halo, region,
                       settings.min_fgnd_frac)
     preparation = model.tile_preparation(lambda: colour_sample(slide, plan.tiles, plan.scale))
-    batches = [np.stack(prepare_tiles(slide, preparation, batch, plan.scale))
-               for batch in batches_of_one_shape(plan.tiles, settings.batch_size)]
-    model.predict_outputs(batches[0])  # warm-up: first-call allocations
+    return [np.stack(prepare_tiles(slide, preparation, batch, plan.scale))
+            for batch in batches_of_one_shape(plan.tiles, settings.batch_size)[:most]]
+
+
+def timed_forward(model: Any, batches: list[np.ndarray]) -> tuple[float, list[np.ndarray]]:
+    """Seconds of the forward passes alone over ``batches`` (after a warm-up on the first: first-call allocations)
+    and their outputs (numpy: a GPU has finished when each returns)."""
+    model.predict_outputs(batches[0])
     started = time.perf_counter()
     outputs = [model.predict_outputs(batch) for batch in batches]
-    return time.perf_counter() - started, len(plan.tiles), outputs
+    return time.perf_counter() - started, outputs
+
+
+def model_only(model: Any, slide: Slide, settings: EngineSettings, region) -> tuple[float, int, list[np.ndarray]]:
+    """Seconds of the forward passes alone over the plan's batches (read beforehand), the tiles, and the outputs."""
+    batches = prepared_plan_batches(model, slide, settings, region)
+    seconds, outputs = timed_forward(model, batches)
+    return seconds, sum(len(batch) for batch in batches), outputs
 
 
 def rows_for(label: str, slide: Slide, region, device: str, batch_size: int) -> list[dict]:
