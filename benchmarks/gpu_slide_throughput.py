@@ -39,18 +39,19 @@ MICRONS_PER_PIXEL_40X = 0.25
 FORWARD_SAMPLE_BATCHES = 8  # batches timed for the network-alone rate
 
 
-def synthetic_40x_slide(sample: Path, width: int, height: int, path: Path) -> Path:
-    """The sample slide (20x) enlarged to 40x and repeated to ``width`` x ``height``: a tiled JPEG pyramid TIFF
-    recording 0.25 um/px."""
+def synthetic_slide(sample: Path, width: int, height: int, path: Path, enlarge: float = 2.0) -> Path:
+    """The sample slide (20x) enlarged ``enlarge`` times (to 40x by default) and repeated to ``width`` x ``height``:
+    a tiled JPEG pyramid TIFF recording its pixel size (0.25 um/px at 40x)."""
     import pyvips
 
-    tile = pyvips.Image.new_from_file(str(sample), access="sequential")[0:3].resize(2.0, kernel="linear").copy()
+    tile = pyvips.Image.new_from_file(str(sample), access="sequential")[0:3]
+    tile = (tile.resize(enlarge, kernel="linear") if enlarge != 1 else tile).copy()
     for field in tile.get_fields():  # the sample's own description (Aperio's AppMag = 20) would name it 20x
         if field == "image-description" or field.startswith(("openslide.", "aperio.")):
             tile.remove(field)
     across, down = -(-width // tile.width), -(-height // tile.height)
     slide = tile.replicate(across, down).crop(0, 0, width, height)
-    pixels_per_mm = 1000 / MICRONS_PER_PIXEL_40X
+    pixels_per_mm = 1000 / (MICRONS_PER_PIXEL_40X * 2 / enlarge)
     slide.tiffsave(str(path), tile=True, tile_width=256, tile_height=256, pyramid=True, compression="jpeg", Q=90,
                    bigtiff=True, xres=pixels_per_mm, yres=pixels_per_mm)
     return path
@@ -128,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="synthetic-slide-") as folder:
         started = time.time()
-        path = synthetic_40x_slide(SAMPLE, args.width, args.height, Path(folder) / "synthetic_40x.tiff")
+        path = synthetic_slide(SAMPLE, args.width, args.height, Path(folder) / "synthetic_40x.tiff")
         made = time.time() - started
         slide = Slide(path)
         rows = model_rows(slide, args.models, args.device, args.batch_size)

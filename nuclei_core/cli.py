@@ -26,11 +26,16 @@ from .nuclei import Nuclei
 from .outputs.atomic import Writer, check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import feature_collection, write_geojson
+from .outputs.density import check_cell_size, density_documents
 from .outputs.overlay import render_overlay, write_png
+from .outputs.summary import slide_summary, write_nucleus_table, write_summary
 from .shape_measurements import contour_measurements
 from .validation import check_parameters
 
-OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage")
+OUTPUT_PARAMETERS = ("outputNucleiAnnotationFile", "outputGeoJSONFile", "outputOverlayImage", "outputSummaryFile",
+                     "outputNucleiTable")
+LARGE_GEOJSON_OUTLINES = 200_000  # above this, say that a compact GeoJSON exists
+DSA_INGEST_LIMIT = 1024 ** 3  # large_image's default max_annotation_input_file_length
 HIDDEN_FROM_RECORD = {"girderToken", "girderApiUrl", "inputImageFile", *OUTPUT_PARAMETERS}
 
 
@@ -57,20 +62,39 @@ def changed_parameters(cli_name: str, args: argparse.Namespace) -> dict[str, Any
 
 def write_nuclei_outputs(args: argparse.Namespace, slide: Slide, region: MultiPolygon | None, nuclei: Nuclei,
                          names: tuple[str, str], attributes: dict[str, Any],
-                         extra: tuple[tuple[str, Writer], ...] = ()) -> None:
-    """The annotation, and the GeoJSON and overlay when ``args`` asks for them, plus ``extra`` outputs:
-    all written or none. ``names``: the annotation's title and the GeoJSON objects' name."""
+                         extra: tuple[tuple[str, Writer], ...] = (), extra_documents: tuple[dict, ...] = ()) -> None:
+    """The annotation (with ``extra_documents`` after the nuclei), and the GeoJSON and overlay when ``args`` asks
+    for them, plus ``extra`` outputs: all written or none. ``names``: the annotation's title and the GeoJSON
+    objects' name."""
     title, name = names
-    documents = annotation_documents(nuclei, title, attributes, args.annotation_max_elements)
+    documents = [*annotation_documents(nuclei, title, attributes, args.annotation_max_elements), *extra_documents]
     outputs = [(args.outputNucleiAnnotationFile, partial(write_annotation, documents=documents)), *extra]
     if args.outputGeoJSONFile:
-        collection = feature_collection(nuclei, name)
+        if nuclei.contours is not None and args.geojson_detail == "full" and len(nuclei) > LARGE_GEOJSON_OUTLINES:
+            print(f"note: the GeoJSON holds {len(nuclei)} full outlines; --geojson_detail simplified (or points) "
+                  "writes a smaller file that QuPath opens faster", file=sys.stderr)
+        collection = feature_collection(nuclei, name, args.geojson_detail, slide.microns_per_pixel)
         outputs.append((args.outputGeoJSONFile, partial(write_geojson, collection=collection,
                                                         compress=args.outputGeoJSONFile.endswith(".gz"))))
     if args.outputOverlayImage:
         bounds = region.bounds if region is not None else None
         outputs.append((args.outputOverlayImage, partial(write_png, image=render_overlay(slide, nuclei, bounds))))
     write_all_or_nothing(outputs)
+    if os.path.getsize(args.outputNucleiAnnotationFile) > DSA_INGEST_LIMIT:
+        print(f"note: {Path(args.outputNucleiAnnotationFile).name} is over 1 GiB, the largest annotation file the DSA "
+              "ingests by default (its max_annotation_input_file_length setting)", file=sys.stderr)
+
+
+def summary_outputs(args: argparse.Namespace, nuclei: Nuclei, summary: dict[str, Any]) -> tuple[tuple[str, Writer], ...]:
+    """The slide summary file and the per-nucleus table, where ``args`` asks for them."""
+    outputs: list[tuple[str, Writer]] = []
+    if args.outputSummaryFile:
+        outputs.append((args.outputSummaryFile, partial(write_summary, summary=summary,
+                                                        as_csv=args.outputSummaryFile.lower().endswith(".csv"))))
+    if args.outputNucleiTable:
+        outputs.append((args.outputNucleiTable, partial(write_nucleus_table, nuclei=nuclei,
+                                                        compress=args.outputNucleiTable.lower().endswith(".gz"))))
+    return tuple(outputs)
 
 
 def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, args: argparse.Namespace) -> None:
@@ -79,6 +103,7 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
         if getattr(args, name, None):
             check_writable(getattr(args, name))
     check_scheduler(args.scheduler.strip())
+    check_cell_size(args.density_grid_um)
     device = str(resolve_device(args.device))
     slide = Slide(args.inputImageFile, args.input_mag or None)
     region = parse_region(args.analysis_roi, slide.width, slide.height)
@@ -106,11 +131,17 @@ def run(cli_name: str, choose_model: ModelChoice, overrides: ModelOverrides, arg
     nuclei = result.nuclei
     if nuclei.contours is not None:
         nuclei.measurements.update(contour_measurements(nuclei.contours, slide.microns_per_pixel))
+    summary = slide_summary(nuclei, result.plan, region, slide.microns_per_pixel)
+    attributes["summary"] = summary
     model_name = result.model_record["model"]
     title = f"{model_name} nuclei, {created:%Y-%m-%d %H:%M:%S} UTC"  # runs on one slide told apart by name
-    write_nuclei_outputs(args, slide, region, nuclei, (title, model_name), attributes)
-    print(f"{cli_name}: {len(nuclei)} nuclei in {len(result.plan.tiles)} of {result.plan.tiles_total} tiles, "
-          f"{result.seconds:.1f} s", file=sys.stderr)
+    densities = density_documents(nuclei, result.plan, slide.microns_per_pixel, args.density_grid_um,
+                                  args.density_colormap, title, attributes)
+    write_nuclei_outputs(args, slide, region, nuclei, (title, model_name), attributes,
+                         summary_outputs(args, nuclei, summary), tuple(densities))
+    density = f", {summary['per_mm2_tissue']:g} per mm² of tissue" if summary["per_mm2_tissue"] is not None else ""
+    print(f"{cli_name}: {len(nuclei)} nuclei{density} in {len(result.plan.tiles)} of {result.plan.tiles_total} "
+          f"tiles, {result.seconds:.1f} s", file=sys.stderr)
 
 
 def run_guarded(cli_name: str, action: Callable[[argparse.Namespace], None], argv: list[str] | None = None) -> int:

@@ -22,10 +22,12 @@ import importlib.util
 import json
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import girder_client
+import ijson
 import requests
 
 from .cli_spec import cli_parameters
@@ -92,7 +94,7 @@ def existing_annotations(client: girder_client.GirderClient, item_id: str, cli_n
     return [a["_id"] for a in found if a.get("annotation", {}).get("attributes", {}).get("cli") == cli_name]
 
 
-def publish(client: girder_client.GirderClient, item_id: str, documents: list[dict[str, Any]],
+def publish(client: girder_client.GirderClient, item_id: str, documents: Iterable[dict[str, Any]],
             cli_name: str) -> list[str]:
     """Post every document, then delete this CLI's older annotations (kept in Girder's history).
 
@@ -115,13 +117,38 @@ def publish(client: girder_client.GirderClient, item_id: str, documents: list[di
     return posted
 
 
-def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> list[dict[str, Any]]:
-    """Run a plugin CLI in this process on a local slide (its progress shows); its annotation documents."""
+def summary_metadata(document: dict[str, Any]) -> dict[str, Any]:
+    """The slide summary a CLI put in its annotation document's attributes, flattened to the scalars a folder's
+    table of items shows (nuclei, densities per mm² of tissue, per class); empty when there is none."""
+    attributes = document.get("attributes", {})
+    summary = attributes.get("summary")
+    if not summary:
+        return {}
+    flat = {"nuclei": summary["nuclei"], "per_mm2_tissue": summary["per_mm2_tissue"],
+            "tissue_mm2": summary["tissue_mm2"], "analysed_mm2": summary["analysed_mm2"],
+            "created": attributes.get("created"), "model": attributes.get("model")}
+    if len(summary["classes"]) > 1:
+        for name, values in summary["classes"].items():
+            flat.update({f"{name} nuclei": values["nuclei"], f"{name} per_mm2_tissue": values["per_mm2_tissue"]})
+    # Girder refuses keys with "." or starting with "$"
+    return {key.replace(".", "_").lstrip("$"): value for key, value in flat.items()}
+
+
+def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> Path:
+    """Run a plugin CLI in this process on a local slide (its progress shows); the annotation file it wrote."""
     code = importlib.import_module(f"plugins.{cli_name}").main([str(slide), str(output), *cli_args])
     if code:
         raise NucleiError(f"{cli_name} failed (exit code {code}); nothing was posted")
-    payload = json.loads(output.read_text())
-    return payload if isinstance(payload, list) else [payload]
+    return output
+
+
+def annotation_file_documents(path: Path) -> Iterator[dict[str, Any]]:
+    """The documents of an annotation file (one object, or a list), read one at a time: a whole slide's result
+    is never in memory at once."""
+    with open(path, "rb") as handle:
+        is_list = handle.read(64).lstrip().startswith(b"[")
+        handle.seek(0)
+        yield from ijson.items(handle, "item" if is_list else "", use_float=True)
 
 
 def _save_documents(client: girder_client.GirderClient, annotation_ids: list[str], path: Path,
@@ -202,12 +229,15 @@ def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, c
             name = client.getFile(file_id)["name"]
             slide = Path(folder) / Path(name).name
             client.downloadFile(file_id, str(slide))
-        documents = run_cli(cli_name, slide, Path(folder) / "nuclei.anot",
-                            [*cli_args, "--api-url", client.urlBase, "--girder-token", client.token or ""])
-        posted = publish(client, item["_id"], documents, cli_name)
+        result = run_cli(cli_name, slide, Path(folder) / "nuclei.anot",
+                         [*cli_args, "--api-url", client.urlBase, "--girder-token", client.token or ""])
+        posted = publish(client, item["_id"], annotation_file_documents(result), cli_name)
+        first = next(annotation_file_documents(result), {})
         with _server_errors(f"cannot upload the outputs to item {item['_id']}"):
             for path in extra_outputs.values():
                 client.uploadFileToItem(item["_id"], str(path))
+            if metadata := summary_metadata(first):
+                client.addMetadataToItem(item["_id"], {cli_name: metadata})
     return posted
 
 

@@ -87,13 +87,37 @@ class HistomicsUI:
         self._click(".h-show-all-annotations" if shown else ".h-hide-all-annotations")
         time.sleep(TILES_SETTLE)
 
-    def annotation_panel_text(self) -> str:
-        """The annotation panel's text with every group folder opened (annotations are listed by group)."""
+    def _open_annotation_groups(self):
+        """The annotation panel with every group folder opened (annotations are listed by group)."""
         panel = self._wait_visible("#h-annotation-panel")
         collapsed = ".h-annotation-group.h-group-collapsed .h-annotation-group-name"
         for _ in self.driver.find_elements(By.CSS_SELECTOR, collapsed):
             self._click(collapsed)
-        return panel.text
+        return panel
+
+    def annotation_panel_text(self) -> str:
+        """The annotation panel's text, every group folder opened."""
+        return self._open_annotation_groups().text
+
+    def annotation_shown(self, annotation_id: str) -> bool:
+        """Whether the panel shows this annotation as drawn (its open eye)."""
+        self._open_annotation_groups()
+        selector = f".h-annotation[data-id='{annotation_id}'] .h-toggle-annotation"
+
+        def state(driver: WebDriver) -> str | None:  # read again if the panel re-rendered meanwhile
+            try:
+                classes = driver.find_element(By.CSS_SELECTOR, selector).get_attribute("class").split()
+            except (StaleElementReferenceException, NoSuchElementException):
+                return None
+            return "hidden" if "icon-eye-off" in classes else "shown"
+
+        return WebDriverWait(self.driver, PAGE_TIMEOUT).until(state) == "shown"
+
+    def show_annotation(self, annotation_id: str, shown: bool = True) -> None:
+        """Press one annotation's eye in the panel (if it is not already as asked), then let the layer draw."""
+        if self.annotation_shown(annotation_id) != shown:
+            self._click(f".h-annotation[data-id='{annotation_id}'] .h-toggle-annotation")
+            time.sleep(TILES_SETTLE)
 
     def screenshot(self) -> np.ndarray:
         """The window as an (H, W, 3) uint8 array."""
@@ -111,11 +135,15 @@ class HistomicsUI:
 
     def slide_pixels_of(self, color: tuple[int, int, int], tolerance: int = 40) -> int:
         """How many screen pixels of the slide view, between the left and right panels, are near ``color``."""
+        picture = self.slide_view().astype(int)
+        return int((np.abs(picture - np.array(color)).max(axis=2) <= tolerance).sum())
+
+    def slide_view(self) -> np.ndarray:
+        """The screen pixels of the slide view, between the left and right panels, as (H, W, 3) uint8."""
         scale = self.driver.execute_script("return window.devicePixelRatio") or 1
         left = self.driver.find_element(By.CSS_SELECTOR, ".h-panel-group-left").rect
         right = self.driver.find_element(By.CSS_SELECTOR, ".h-panel-group-right").rect
         view = self.driver.find_element(By.CSS_SELECTOR, ".h-image-view-container").rect
         x0, x1 = (left["x"] + left["width"]) * scale, right["x"] * scale
         y0, y1 = view["y"] * scale, (view["y"] + view["height"]) * scale
-        picture = self.screenshot()[int(y0):int(y1), int(x0):int(x1)].astype(int)
-        return int((np.abs(picture - np.array(color)).max(axis=2) <= tolerance).sum())
+        return self.screenshot()[int(y0):int(y1), int(x0):int(x1)]

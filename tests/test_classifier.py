@@ -26,6 +26,7 @@ from nuclei_core.nuclei import Nuclei
 from nuclei_core.outputs.colors import class_color
 from nuclei_core.training import train_classifier
 from plugins.__main__ import main as plugins_main
+from annotation_files import nuclei_document
 
 ROI_ARGS = ["--analysis_roi", "800,800,400,400"]  # tissue on CMU-1-Small-Region.svs
 
@@ -121,7 +122,7 @@ def test_cli_detects_and_classifies_on_the_sample_slide(sample_svs, tmp_path):
     annotation, geojson = tmp_path / "classes.anot", tmp_path / "classes.geojson"
     assert plugins_main(["DCRNClassification", str(sample_svs), str(annotation), "--geojson", str(geojson),
                          *ROI_ARGS]) == 0
-    document = json.loads(annotation.read_text())
+    document = nuclei_document(annotation)
     points = document["elements"]
     assert len(points) > 5 and all(e["group"] in CRCHISTO_CLASSES for e in points)
     for element in points:
@@ -144,7 +145,7 @@ def test_cli_classifies_the_nuclei_of_a_given_annotation_in_place(sample_svs, tm
     order_before, order_after = np.lexsort(before.centroids.T), np.lexsort(after.centroids.T)
     np.testing.assert_allclose(after.centroids[order_after], before.centroids[order_before], atol=1e-6)
     assert set(after.class_labels()) <= set(CRCHISTO_CLASSES)
-    assert json.loads(output.read_text())["attributes"]["nuclei_source"] == "given.geojson"
+    assert nuclei_document(output)["attributes"]["nuclei_source"] == "given.geojson"
 
 
 @pytest.mark.parametrize("content,message", [(None, "not found"), ('{"elements": []}', "holds no nuclei")])

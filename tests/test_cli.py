@@ -13,6 +13,7 @@ shipped weights get replaced.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import datetime
 import json
@@ -31,6 +32,7 @@ import pytest
 from PIL import Image
 
 from nuclei_core.cli_spec import available_clis, spec_path, spec_text
+from annotation_files import density_documents, nuclei_document
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI_NAMES = available_clis()
@@ -230,7 +232,8 @@ def runs(request, tmp_path_factory) -> dict[str, Run]:
     if svs is not None:
         out = tmp_path_factory.mktemp("happy")
         jobs["happy"] = Job([CLI, svs, out / "nuclei.anot", "--geojson", out / "nuclei.geojson.gz",
-                             "--overlay", out / "overlay.png", *ROI_ARGS, "--girder-token", HAPPY_TOKEN,
+                             "--overlay", out / "overlay.png", "--summary", out / "summary.csv",
+                             "--nuclei_table", out / "nuclei.csv.gz", *ROI_ARGS, "--girder-token", HAPPY_TOKEN,
                              "--api-url", "http://dsa.invalid/api/v1"], out=out)
     out = tmp_path_factory.mktemp("blank")
     blank = _write_png(tmp_path_factory.mktemp("blank_in") / "white.png", np.full((600, 600, 3), 255, np.uint8))
@@ -433,9 +436,7 @@ def happy(runs):
 
 
 def _annotation(run: Run) -> dict:
-    document = json.loads((run.job.out / "nuclei.anot").read_text())
-    assert isinstance(document, dict), "one document expected for a small region"
-    return document
+    return nuclei_document(run.job.out / "nuclei.anot")
 
 
 def test_happy_path_writes_a_large_image_annotation_of_points_in_the_roi(happy):
@@ -468,8 +469,9 @@ def test_happy_path_writes_a_large_image_annotation_of_points_in_the_roi(happy):
     created = datetime.datetime.fromisoformat(attributes["created"])
     assert document["name"] == f"UD-Net nuclei, {created:%Y-%m-%d %H:%M:%S} UTC"
     assert attributes["changed_parameters"] == {"analysis_roi": list(map(float, ROI))}  # the rest: defaults
-    assert document["description"] == (f"{len(elements)} nuclei; UD-Net; settings: analysis_roi="
-                                        + ",".join(map(str, ROI)))
+    density = attributes["summary"]["per_mm2_tissue"]
+    assert document["description"] == (f"{len(elements)} nuclei; {density:g} per mm² of tissue; UD-Net; "
+                                        "settings: analysis_roi=" + ",".join(map(str, ROI)))
     raw = (happy.job.out / "nuclei.anot").read_text()
     assert HAPPY_TOKEN not in raw, "the Girder token was written into the annotation"
     summary = re.search(rf"^{CLI}: (\d+) nuclei", _last_line(happy.stderr))
@@ -493,6 +495,33 @@ def test_happy_path_geojson_is_gzip_and_matches_the_annotation(happy):
         sorted(tuple(e["center"][:2]) for e in elements)
 
 
+def test_happy_path_summary_table_and_density_map_agree_with_the_nuclei(happy):
+    document = _annotation(happy)
+    centres = sorted(tuple(e["center"][:2]) for e in document["elements"])
+    summary = document["attributes"]["summary"]
+    assert summary["nuclei"] == len(centres) > 0 and summary["classes"]["nucleus"]["nuclei"] == len(centres)
+    assert 0 < summary["tissue_mm2"] <= summary["analysed_mm2"] <= (400 * 0.499 / 1000) ** 2 * 1.01  # the ROI
+    assert summary["per_mm2_tissue"] == pytest.approx(len(centres) / summary["tissue_mm2"], rel=1e-3)
+    with open(happy.job.out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["scope"], r["class"], int(r["nuclei"])) for r in rows] == [
+        ("slide", "all", len(centres)), ("slide", "nucleus", len(centres))]
+    with gzip.open(happy.job.out / "nuclei.csv.gz", "rt", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert sorted((float(r["x"]), float(r["y"])) for r in table) == centres
+    (density,) = density_documents(happy.job.out / "nuclei.anot")
+    (grid,) = density["elements"]
+    assert grid["type"] == "griddata" and grid["interpretation"] == "heatmap"  # what HistomicsUI draws
+    assert density["display"] == {"visible": False}  # listed, shown when the pathologist turns it on
+    values = np.array(grid["values"]).reshape(-1, grid["gridWidth"])
+    cell = grid["dx"]
+    origin = np.array(grid["origin"][:2]) - cell / 2  # the first spot sits at the first cell's centre
+    assert cell == pytest.approx(100 / 0.499, rel=1e-3)  # the default 100 µm grid on this 0.499 µm/px slide
+    with_nuclei = {tuple(((np.array(c) - origin) // cell).astype(int)) for c in centres}
+    shown = {(column, row) for row, column in zip(*np.nonzero(values))}
+    assert shown and shown <= with_nuclei  # a density only where there are nuclei, in the nuclei's cells
+
+
 def test_happy_path_overlay_is_a_png_of_the_region(happy):
     path = happy.job.out / "overlay.png"
     assert path.read_bytes()[:8] == PNG_SIGNATURE
@@ -505,7 +534,7 @@ def test_happy_path_overlay_is_a_png_of_the_region(happy):
 
 def test_happy_path_leaves_only_the_requested_outputs(happy):
     assert happy.listing_before == set()
-    assert happy.listing_after == {"nuclei.anot", "nuclei.geojson.gz", "overlay.png"}
+    assert happy.listing_after == {"nuclei.anot", "nuclei.geojson.gz", "overlay.png", "summary.csv", "nuclei.csv.gz"}
     for name in happy.listing_after:
         assert (happy.job.out / name).stat().st_mode & 0o044 == 0o044, f"{name} is not readable by others"
 
@@ -535,7 +564,7 @@ def test_slide_without_tissue_gives_an_empty_annotation(runs):
     assert run.returncode == 0, run.describe()
     assert re.search(r"no tissue", run.stderr, re.IGNORECASE), run.stderr
     assert "Traceback" not in run.stderr
-    document = json.loads((run.job.out / "nuclei.anot").read_text())
+    document = nuclei_document(run.job.out / "nuclei.anot")
     assert document["elements"] == []
     assert document["name"] and document["attributes"]["model"] == "UD-Net"
     collection = json.loads((run.job.out / "nuclei.geojson").read_text())
@@ -587,7 +616,7 @@ def test_cli_detects_crchisto_nuclei(crchisto, tmp_path):
                              str(out), "--input_mag", "20", "--min_fgnd_frac", "0"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    found = np.array([e["center"][:2] for e in json.loads(out.read_text())["elements"]])
+    found = np.array([e["center"][:2] for e in nuclei_document(out)["elements"]])
     scores = detection_scores(found, read_points_csv(crchisto / "detection/img10.csv"), 6)
     assert scores.f1 > 0.75, scores.as_dict()
 

@@ -64,6 +64,15 @@ def test_contours_round_trip_as_closed_polygons(tmp_path):
     np.testing.assert_allclose(np.array(elements[1]["points"])[:, :2], contours().contours[1])
 
 
+def test_outlines_convert_to_centre_points_for_a_compact_geojson(tmp_path):
+    source, target = tmp_path / "c.anot", tmp_path / "c.geojson"
+    write_annotation(source, annotation_documents(contours(), "test", {}))
+    assert main([str(source), str(target), "--geojson-detail", "points"]) == 0
+    geometries = [f["geometry"] for f in json.loads(target.read_text())["features"]]
+    assert [g["type"] for g in geometries] == ["Point", "Point"]
+    np.testing.assert_allclose([g["coordinates"] for g in geometries], contours().centroids)
+
+
 def test_reads_qupath_measurement_lists_of_older_versions(tmp_path):
     path = tmp_path / "old.geojson"
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [{

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import socket
 import subprocess
@@ -19,6 +18,7 @@ from nuclei_core.engine.analysis import EngineSettings, ModelSpec, _dask_client,
 from nuclei_core.engine.region import parse_region
 from nuclei_core.engine.slide import Slide
 from nuclei_core.models.udnet import DEFAULT_WEIGHTS, UDNet
+from annotation_files import nuclei_document
 
 DASK = str(Path(sys.executable).with_name("dask"))
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def run_detector(sample_svs: Path, out: Path, *options: str) -> subprocess.Popen
 
 
 def box_centres(annotation: Path) -> np.ndarray:
-    points = np.array([np.mean(e["points"], axis=0)[:2] for e in json.loads(annotation.read_text())["elements"]])
+    points = np.array([np.mean(e["points"], axis=0)[:2] for e in nuclei_document(annotation)["elements"]])
     return points[np.lexsort(points.T)]
 
 

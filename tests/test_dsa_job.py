@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from nuclei_core.cli_spec import spec_text
@@ -104,12 +105,14 @@ def ui(dsa):
     return HistomicsUI(dsa.driver, dsa.server_url, dsa.server.client.token)
 
 
-def annotations(dsa: Deployment, cli: str | None = None) -> list[dict[str, Any]]:
-    """The slide's annotations (whole documents), those written by ``cli`` if given, oldest first."""
+def annotations(dsa: Deployment, cli: str | None = None, content: str | None = "nuclei") -> list[dict[str, Any]]:
+    """The slide's annotations (whole documents) of nuclei (``content="density"``: their density maps; None: all)
+    written by ``cli`` if given, oldest first."""
     client = dsa.server.client
     listed = client.get("annotation", parameters={"itemId": dsa.item_id, "limit": 0, "sort": "created"})
     documents = [client.get(f"annotation/{a['_id']}") for a in listed]
-    return [d for d in documents if cli is None or d["annotation"].get("attributes", {}).get("cli") == cli]
+    return [d for d in documents if (cli is None or d["annotation"].get("attributes", {}).get("cli") == cli)
+            and content in (None, d["annotation"].get("attributes", {}).get("content", "nuclei"))]
 
 
 def submit_from_ui(dsa: Deployment, ui, cli: str, roi: tuple[int, int, int, int],
@@ -155,11 +158,11 @@ def rgb(css: str) -> tuple[int, int, int]:
     return tuple(int(v) for v in re.findall(r"\d+", css)[:3])
 
 
-def assert_drawn(ui, colors: set[tuple[int, int, int]], timeout: float = 30) -> None:
-    """Each colour covers many more pixels of the slide view with annotations shown than hidden."""
+def assert_drawn(ui, colors: set[tuple[int, int, int]], annotation_id: str, timeout: float = 30) -> None:
+    """Each colour covers many more pixels of the slide view with the annotation shown than with none."""
     ui.show_all_annotations(False)
     hidden = {color: ui.slide_pixels_of(color) for color in colors}
-    ui.show_all_annotations(True)
+    ui.show_annotation(annotation_id)
     deadline = time.monotonic() + timeout
     while True:  # a loaded machine may take a while to fetch and draw the annotations
         shown = {color: ui.slide_pixels_of(color) for color in colors}
@@ -199,35 +202,46 @@ def test_detection_submitted_in_histomicsui_runs_in_the_image_and_is_drawn_on_th
     assert f"nuclei-analysis:{IMAGE_VERSION}" in job["type"] and job["title"].endswith("CMU-1-Small-Region.svs")
     count = summary_count(job, "UDNetDetection")
 
-    annotation = wait_for_annotations(dsa, "UDNetDetection", earlier + 1)[-1]["annotation"]
-    elements = annotation["elements"]
+    found = wait_for_annotations(dsa, "UDNetDetection", earlier + 1)[-1]
+    elements = found["annotation"]["elements"]
     assert len(elements) == count > 0 and {e["type"] for e in elements} == {"point"}
     left, top, width, height = DETECTION_ROI
     assert all(left <= e["center"][0] <= left + width and top <= e["center"][1] <= top + height for e in elements)
 
-    assert_drawn(ui, {rgb(e["lineColor"]) for e in elements})
+    density = annotations(dsa, "UDNetDetection", "density")[-1]  # the density map beside the points ...
+    assert not ui.annotation_shown(density["_id"])  # ... listed, not drawn until the pathologist turns it on
+    assert_drawn(ui, {rgb(e["lineColor"]) for e in elements}, found["_id"])
     ui.save_screenshot(ARTEFACTS / "histomicsui-udnet.png")
     if os.environ.get("UPDATE_README_PICTURE"):  # UPDATE_README_PICTURE=1 pytest -m dsa_job: a new picture
         ui.save_screenshot(README_PICTURE, width=800, colors=96)
+    (grid,) = density["annotation"]["elements"]
+    assert grid["type"] == "griddata" and len(grid["values"]) % grid["gridWidth"] == 0 and max(grid["values"]) > 0
+    ui.show_annotation(found["_id"], False)
+    without = ui.slide_view().astype(int)
+    ui.show_annotation(density["_id"])  # drawn over the region it counts: many pixels change colour
+    changed = (np.abs(ui.slide_view().astype(int) - without).max(axis=2) > 30).mean()
+    ui.save_screenshot(ARTEFACTS / "histomicsui-udnet-density.png")
+    assert changed > 0.02, f"{changed:.1%} of the slide view changed when the density map was turned on"
 
 
 def test_segmentation_outlines_are_drawn_in_their_class_colours(dsa, ui):
     job = submit_from_ui(dsa, ui, "HoVerNetSegmentation", SEGMENTATION_ROI)
     assert job["status"] == SUCCESS, "\n".join(job_log(job)[-20:])
     count = summary_count(job, "HoVerNetSegmentation")
-    elements = wait_for_annotations(dsa, "HoVerNetSegmentation", 1)[-1]["annotation"]["elements"]
+    found = wait_for_annotations(dsa, "HoVerNetSegmentation", 1)[-1]
+    elements = found["annotation"]["elements"]
     assert len(elements) == count > 0
     assert all(e["type"] == "polyline" and e["closed"] and len(e["points"]) >= 3 for e in elements)
     groups = {e["group"]: rgb(e["lineColor"]) for e in elements}
     assert all(groups[name] == NAMED_COLORS[name] for name in groups), groups  # every class in its colour
     assert len(set(groups.values())) == len(groups) >= 2  # classes told apart by colour
     frequent = {groups[g] for g in groups if sum(e["group"] == g for e in elements) >= 10}
-    assert_drawn(ui, frequent)
+    assert_drawn(ui, frequent, found["_id"])
     ui.save_screenshot(ARTEFACTS / "histomicsui-hovernet.png")
 
 
 def test_job_with_a_region_outside_the_slide_fails_with_our_error_and_leaves_nothing(dsa, ui):
-    before = [a["_id"] for a in annotations(dsa)]
+    before = [a["_id"] for a in annotations(dsa, content=None)]
     job = submit_from_ui(dsa, ui, "UDNetDetection", (5000, 5000, 200, 200))  # the slide is 2220 x 2967
     assert job["status"] == ERROR
     log = job_log(job)
@@ -239,7 +253,7 @@ def test_job_with_a_region_outside_the_slide_fails_with_our_error_and_leaves_not
     ours = "UDNetDetection: error: analysis_roi 5000,5000,200,200 lies outside the 2220 x 2967 slide"
     assert re.fullmatch(rf"(?:{re.escape(ours)}\s*)+", "\n".join(log[started + 1:reported])), log
     time.sleep(3)  # an ingestion, were there anything to ingest, would have run by now
-    assert [a["_id"] for a in annotations(dsa)] == before
+    assert [a["_id"] for a in annotations(dsa, content=None)] == before
 
 
 def test_reruns_from_histomicsui_are_told_apart_by_name_and_settings(dsa, ui):

@@ -22,6 +22,7 @@ from nuclei_core.review.agreement import MATCH_CLASSES, agree, parse_class_map
 from nuclei_core.review.evaluate import evaluate_nuclei
 from plugins.EvaluateNuclei import main as evaluate_main
 from plugins.UDNetDetection import main as udnet_main
+from annotation_files import nuclei_document
 
 ROI = (850, 850, 300, 300)  # tissue on CMU-1-Small-Region.svs
 
@@ -201,7 +202,7 @@ def detections(sample_svs, tmp_path_factory) -> np.ndarray:
     """UD-Net's nuclei on the ROI, found by UDNetDetection itself."""
     path = tmp_path_factory.mktemp("udnet") / "udnet.anot"
     assert udnet_main([str(sample_svs), str(path), "--analysis_roi", ",".join(map(str, ROI))]) == 0
-    return np.array([e["center"][:2] for e in json.loads(path.read_text())["elements"]])
+    return np.array([e["center"][:2] for e in nuclei_document(path)["elements"]])
 
 
 def test_method_run_on_the_regions_against_an_edited_copy_of_its_own_result(sample_svs, detections, tmp_path):

@@ -15,6 +15,7 @@ from nuclei_core.engine.slide import Slide
 from nuclei_core.metrics.boxes import BoxScores, average_precision, box_iou, hungarian_box_matches, instance_boxes
 from nuclei_core.models.faster_rcnn import DEFAULT_WEIGHTS, SCORE_NAME, FasterRCNNDetector
 from nuclei_core.stains import HaematoxylinPreparation, lab_statistics
+from annotation_files import nuclei_document
 
 
 def test_instance_boxes_use_pixel_edges_and_skip_missing_labels():
@@ -129,7 +130,7 @@ def test_cli_writes_scored_rectangles(sample_svs, tmp_path):
     out = tmp_path / "nuclei.anot"
     assert frcnn_main([str(sample_svs), str(out), "--analysis_roi", "800,900,240,200",
                        "--geojson", str(tmp_path / "nuclei.geojson")]) == 0
-    elements = json.loads(out.read_text())["elements"]
+    elements = nuclei_document(out)["elements"]
     assert len(elements) > 20 and {e["type"] for e in elements} == {"polyline"}
     assert all(len(e["points"]) == 4 and 0 < e["user"][SCORE_NAME] <= 1 for e in elements)
     features = json.loads((tmp_path / "nuclei.geojson").read_text())["features"]

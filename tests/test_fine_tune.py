@@ -19,6 +19,7 @@ from nuclei_core.review.agreement import MATCH_CLASSES
 from nuclei_core.training.slide_cells import hold_out, region_cells
 from plugins.FineTuneNucleiModel import main as fine_tune_main
 from plugins.UDNetDetection import main as udnet_main
+from annotation_files import nuclei_document
 
 ROI = (800, 800, 600, 600)  # tissue on CMU-1-Small-Region.svs (20x): 2 x 2 cells of 300 px
 
@@ -71,7 +72,7 @@ def own_detections(sample_svs, tmp_path_factory):
     """UD-Net's nuclei on the ROI, found by UDNetDetection: the stand-in for a pathologist's points."""
     path = tmp_path_factory.mktemp("truth") / "udnet.anot"
     assert udnet_main([str(sample_svs), str(path), "--analysis_roi", ",".join(map(str, ROI))]) == 0
-    return json.loads(path.read_text())["elements"]
+    return nuclei_document(path)["elements"]
 
 
 def write_truth(path, elements, regions=(ROI,)):
@@ -144,7 +145,7 @@ def test_new_weights_are_chosen_by_the_detector_cli(fine_tuned, sample_svs):
     out = fine_tuned / "with_new_weights.anot"
     assert udnet_main([str(sample_svs), str(out), "--analysis_roi", "900,900,200,200", "--model_weights",
                        str(fine_tuned / "mine.pt")]) == 0
-    document = json.loads(out.read_text())
+    document = nuclei_document(out)
     assert document["elements"] and "mine.pt" in json.dumps(document["attributes"]["parameters"])
 
 
@@ -155,7 +156,7 @@ def test_segmenter_fine_tunes_on_outlines(sample_svs, tmp_path):
     outlines = tmp_path / "outlines.anot"
     assert segment_main([str(sample_svs), str(outlines), "--architecture", "U-Net", "--analysis_roi",
                          ",".join(map(str, region))]) == 0
-    elements = json.loads(outlines.read_text())["elements"]
+    elements = nuclei_document(outlines)["elements"]
     truth = write_truth(tmp_path / "mine.anot", elements, [region])
     code = fine_tune_main([str(sample_svs), str(tmp_path / "held_out.anot"), "--truth_annotation", str(truth),
                            "--base_model", "U-Net", "--output_weights", str(tmp_path / "unet.pt"), "--steps", "10"])
@@ -192,7 +193,7 @@ def test_classifier_learns_the_labs_own_classes(sample_svs, own_detections, tmp_
     relabelled = tmp_path / "relabelled.anot"
     assert classify_main([str(sample_svs), str(relabelled), "--analysis_roi", "900,900,200,200", "--model_weights",
                           str(tmp_path / "lab.pt")]) == 0
-    assert {e["group"] for e in json.loads(relabelled.read_text())["elements"]} <= {"dark", "pale"}
+    assert {e["group"] for e in nuclei_document(relabelled)["elements"]} <= {"dark", "pale"}
 
 
 @pytest.mark.parametrize("case, message", [

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from nuclei_core.engine.region import parse_region
 from nuclei_core.errors import InputError
 from nuclei_core.outputs.readers import read_nuclei, read_nuclei_and_regions
+from annotation_files import nuclei_document
 
 # Examples per property: about a minute and a half in all on 2 cores; benchmarks/reliability.py runs many more.
 EXAMPLES = int(os.environ.get("NUCLEI_FUZZ_EXAMPLES", "800"))
@@ -218,7 +219,7 @@ def test_cli_parameters_give_nuclei_on_the_image_or_one_line_error_without_outpu
         assert list(out.iterdir()) == [], argv
         OUTCOMES[("UDNetDetection parameters", "one-line error")] += 1
         return
-    document = json.loads((out / "nuclei.anot").read_text(), parse_constant=lambda c: pytest.fail(f"{c} written"))
+    document = nuclei_document(out / "nuclei.anot")  # strict JSON: a NaN or Infinity fails the read
     centres = np.array([e["center"][:2] for e in document["elements"]], float).reshape(-1, 2)
     assert ((centres >= 0) & (centres <= (160, 120))).all(), argv
     OUTCOMES[("UDNetDetection parameters", "nuclei written")] += 1

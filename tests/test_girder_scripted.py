@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from nuclei_core.girder import main as girder_main
 from plugins.UDNetDetection import main as run_cli_main
+from annotation_files import nuclei_document
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "UDNetDetection"
@@ -29,10 +29,12 @@ def slide_folder(girder_server, sample_svs):
     return {"folder": folder["_id"], "items": items}
 
 
-def our_annotations(client, item_id: str, cli: str = CLI) -> list[dict]:
+def our_annotations(client, item_id: str, cli: str = CLI, content: str = "nuclei") -> list[dict]:
+    """The CLI's annotations of nuclei (or of their density, with ``content="density"``) on the item."""
     listed = client.get("annotation", parameters={"itemId": item_id, "limit": 0})
     return [client.get(f"annotation/{a['_id']}") for a in listed
-            if a["annotation"].get("attributes", {}).get("cli") == cli]
+            if a["annotation"].get("attributes", {}).get("cli") == cli
+            and a["annotation"]["attributes"].get("content") == content]
 
 
 def points(annotation: dict) -> np.ndarray:
@@ -48,12 +50,17 @@ def test_run_on_item_posts_nuclei_and_rerun_replaces_them(girder_server, slide_f
     found = points(first[0])
     local = tmp_path / "local.anot"  # the same CLI on the same region, run locally: the same nuclei
     assert run_cli_main([str(sample_svs), str(local), *ROI_ARGS]) == 0
-    expected = np.array([e["center"][:2] for e in json.loads(local.read_text())["elements"]])
+    expected = np.array([e["center"][:2] for e in nuclei_document(local)["elements"]])
     assert len(found) > 0
     np.testing.assert_allclose(found[np.lexsort(found.T)], expected[np.lexsort(expected.T)])
     x0, y0, w, h = ROI
     assert ((found >= [x0, y0]) & (found <= [x0 + w, y0 + h])).all()
+    meta = client.getItem(item)["meta"][CLI]  # the slide summary: a folder of slides reads as a table
+    assert meta["nuclei"] == len(found) and meta["per_mm2_tissue"] > 0 and meta["model"] == "UD-Net"
+    (density,) = our_annotations(client, item, content="density")
+    assert density["annotation"]["elements"][0]["type"] == "griddata"
     assert girder_main(args) == 0
+    assert len(our_annotations(client, item, content="density")) == 1, "the density map is replaced too"
     second = our_annotations(client, item)
     assert len(second) == 1, "a re-run must replace the previous result, not pile up"
     assert second[0]["_id"] != first[0]["_id"]

@@ -20,6 +20,7 @@ from nuclei_core.training import train_segmenter
 from nuclei_core.training.graph_attention_loss import (balanced_level_weights, level_weight_field,
                                                        magnification_balanced_focal_loss)
 from plugins.__main__ import main as plugins_main
+from annotation_files import nuclei_document
 
 
 def as_nodes(grids: list[torch.Tensor]) -> torch.Tensor:
@@ -161,7 +162,7 @@ def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
     code = plugins_main(["GraphAttentionSegmentation", str(sample_svs), str(annotation), "--geojson", str(geojson),
                          "--analysis_roi", "800,800,200,200"])
     assert code == 0
-    document = json.loads(annotation.read_text())
+    document = nuclei_document(annotation)
     elements = document["elements"]
     assert len(elements) > 10 and all(e["type"] == "polyline" and e["closed"] for e in elements)
     assert document["attributes"]["model"] == GRAPH_ATTENTION

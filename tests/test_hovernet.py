@@ -16,6 +16,7 @@ from nuclei_core.models.hover_network import CoordinateAttention, HoVerNetwork, 
 from nuclei_core.models.hovernet import DEFAULT_CONFIG, HAEMATOXYLIN, PROBABILITY, HoVerNet
 from nuclei_core.postprocess.hover import distance_targets, hover_instances, instance_types
 from nuclei_core.training.train_hovernet import SCORE_TIE, choose_setting
+from annotation_files import nuclei_document
 
 
 def discs(shape=(120, 140), centres=((50, 38), (50, 62), (90, 100)), radius=14) -> np.ndarray:
@@ -237,14 +238,14 @@ def test_cli_writes_classified_outlines_with_measurements(sample_svs, tmp_path):
     assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--model_weights",
                        str(weights), "--geojson", str(tmp_path / "nuclei.geojson"), "--foreground_threshold",
                        "0.3"]) == 0
-    elements = json.loads(out.read_text())["elements"]
+    elements = nuclei_document(out)["elements"]
     assert elements and {e["type"] for e in elements} == {"polyline"}
     assert {e["group"] for e in elements} <= set(DEFAULT_CONFIG["class_names"])
     for key in (PROBABILITY, HAEMATOXYLIN, "Area µm^2", "Eccentricity"):
         assert all(key in e["user"] for e in elements), key
     features = json.loads((tmp_path / "nuclei.geojson").read_text())["features"]
     assert HAEMATOXYLIN in features[0]["properties"]["measurements"]
-    assert json.loads(out.read_text())["attributes"]["inference_window"] == 0  # as the weights were saved
+    assert nuclei_document(out)["attributes"]["inference_window"] == 0  # as the weights were saved
 
 
 def test_cli_inference_window_replaces_the_stored_one(sample_svs, tmp_path):
@@ -255,7 +256,7 @@ def test_cli_inference_window_replaces_the_stored_one(sample_svs, tmp_path):
     HoVerNet({**DEFAULT_CONFIG, "widths": [8, 16, 32], "foreground_threshold": 0.3}).save(weights, version="tiny")
     assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--model_weights",
                        str(weights), "--inference_window", "160"]) == 0
-    assert json.loads(out.read_text())["attributes"]["inference_window"] == 160
+    assert nuclei_document(out)["attributes"]["inference_window"] == 160
 
 
 @pytest.mark.parametrize("window, message", [("50", "inference_window must be 0"), ("96", "more than 96 px"),
@@ -431,7 +432,7 @@ def test_shipped_model_finds_the_nuclei_of_the_sample_slide(sample_svs, tmp_path
 
     out = tmp_path / "nuclei.anot"
     assert hover_main([str(sample_svs), str(out), "--analysis_roi", "800,800,300,300"]) == 0
-    elements = json.loads(out.read_text())["elements"]
+    elements = nuclei_document(out)["elements"]
     assert len(elements) >= 60
     assert np.median([e["user"]["Area µm^2"] for e in elements]) > 6
 
@@ -483,7 +484,7 @@ def test_cli_runs_both_networks_averaged_and_refuses_other_weights_for_them(samp
     out = tmp_path / "nuclei.anot"
     assert hover_main([str(sample_svs), str(out), "--analysis_roi", "900,900,150,150", "--network",
                        "both averaged"]) == 0
-    annotation = json.loads(out.read_text())
+    annotation = nuclei_document(out)
     assert annotation["elements"] and "averaged" in annotation["name"]
     assert annotation["attributes"]["averaged_with"][0]["weights_version"].startswith("hovernet-plain")
     refused = tmp_path / "refused.anot"

@@ -20,7 +20,6 @@ import pytest
 
 from nuclei_core.cli_spec import available_clis, spec_text
 from nuclei_core.outputs.readers import read_annotation, read_geojson
-from container_engine import IMAGE_TAG as TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 # Bytes as the engine reports them: today's size (4.97 GB) plus a little, so that growth is caught. The issue's

@@ -21,6 +21,7 @@ from nuclei_core.review.evaluation import score_point_detector
 from nuclei_core.training import train_patch_detector
 from nuclei_core.training.patch_sampling import PatchSource
 from plugins.__main__ import main as plugins_main
+from annotation_files import nuclei_document
 
 ROI_ARGS = ["--analysis_roi", "800,800,400,400"]  # tissue on CMU-1-Small-Region.svs
 
@@ -277,7 +278,7 @@ def test_cli_runs_each_detector_on_the_sample_slide(sample_svs, tmp_path, detect
     code = plugins_main(["CascadeGCNDetection", str(sample_svs), str(annotation), "--geojson", str(geojson),
                          "--detector", detector, *ROI_ARGS])
     assert code == 0
-    document = json.loads(annotation.read_text())
+    document = nuclei_document(annotation)
     points = [e for e in document["elements"] if e["type"] == "point"]
     assert len(points) > 5
     assert all(800 <= e["center"][0] < 1200 and 800 <= e["center"][1] < 1200 for e in points)

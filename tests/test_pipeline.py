@@ -102,9 +102,9 @@ def test_the_pipeline_benchmark_replays_the_network_and_finds_the_same_nuclei(sa
 def test_the_gpu_benchmark_runs_on_a_small_crop_on_the_cpu(tmp_path):
     """The script a GPU session runs once: here on a 3000 x 2400 synthetic 40x slide, so that it works the first
     time it meets a GPU."""
-    from benchmarks.gpu_slide_throughput import SAMPLE, model_rows, synthetic_40x_slide
+    from benchmarks.gpu_slide_throughput import SAMPLE, model_rows, synthetic_slide
 
-    slide = Slide(synthetic_40x_slide(SAMPLE, 3000, 2400, tmp_path / "synthetic.tiff"))
+    slide = Slide(synthetic_slide(SAMPLE, 3000, 2400, tmp_path / "synthetic.tiff"))
     assert slide.base_magnification == pytest.approx(40.0) and (slide.width, slide.height) == (3000, 2400)
     row, = model_rows(slide, ["UD-Net"], "cpu", 2)
     assert row["tiles"] > 0 and row["nuclei"] > 100 and row["GPU busy"] == "n/a"

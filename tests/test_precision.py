@@ -5,7 +5,6 @@ in the outputs and never stored in weights, and bad values refused in one line."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,6 +29,7 @@ from nuclei_core.models.udnet import UDNet
 from nuclei_core.review.evaluation import predict_centroids
 from nuclei_core.review.fine_tune import FineTuneSettings, fine_tune
 from nuclei_core.training.trainer import TrainSettings, train
+from annotation_files import nuclei_document
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +130,11 @@ def test_cli_records_the_precision_it_computed_in(sample_svs, tmp_path, capfd):
     code = entry(["UDNetDetection", str(sample_svs), str(annotation), "--geojson", str(geojson),
                   "--analysis_roi", "800,800,400,400", "--device", "cpu"])
     assert code == 0, capfd.readouterr().err
-    attributes = json.loads(annotation.read_text())["attributes"]
+    attributes = nuclei_document(annotation)["attributes"]
     assert attributes["parameters"]["precision"] == "auto"  # the default, as asked
     assert attributes["precision"] == resolve_precision("auto", torch.device("cpu"), bfloat16_is_faster=True)
-    assert len(json.loads(annotation.read_text())["elements"]) > 20
-    assert len(json.loads(geojson.read_text())["features"]) == len(json.loads(annotation.read_text())["elements"])
+    assert len(nuclei_document(annotation)["elements"]) > 20
+    assert len(json.loads(geojson.read_text())["features"]) == len(nuclei_document(annotation)["elements"])
 
 
 def test_cli_refuses_an_unknown_precision_in_one_line(tmp_path, capfd):

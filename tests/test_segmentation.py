@@ -28,6 +28,7 @@ from nuclei_core.models.segmenter import (
 from nuclei_core.postprocess.instances import instance_targets, label_map_to_nuclei, split_at_centres, split_instances
 from nuclei_core.training import train_segmenter
 from plugins.__main__ import main as plugins_main
+from annotation_files import nuclei_document
 
 ROI_ARGS = ["--analysis_roi", "800,800,300,300"]  # tissue on CMU-1-Small-Region.svs
 
@@ -341,7 +342,7 @@ def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
     code = plugins_main(["R2UNetSegmentation", str(sample_svs), str(annotation), "--geojson", str(geojson),
                          *ROI_ARGS])
     assert code == 0
-    document = json.loads(annotation.read_text())
+    document = nuclei_document(annotation)
     elements = document["elements"]
     assert len(elements) > 50 and {e["type"] for e in elements} == {"polyline"}
     assert all(e["closed"] for e in elements)
@@ -382,7 +383,7 @@ def test_cli_picks_the_weights_of_the_image_type(fluorescence_png, tmp_path, cli
         out = tmp_path / f"{modality}.anot"
         assert plugins_main([cli, str(image), str(out), "--input_mag", "40", "--min_fgnd_frac", "0", *network,
                              "--image_modality", modality]) == 0
-        document = json.loads(out.read_text())
+        document = nuclei_document(out)
         versions[modality] = document["attributes"]["weights_version"]
         assert abs(len(document["elements"]) - true_count) <= 0.3 * true_count + 3  # about the true nuclei
     assert (versions["brightfield"], versions["fluorescence"]) == expected
@@ -395,7 +396,7 @@ def test_cli_second_cut_is_tuned_with_the_weights_and_can_be_turned_off(fluoresc
         out = tmp_path / f"{name}.anot"
         assert plugins_main(["GraphAttentionSegmentation", str(image), str(out), "--input_mag", "40",
                              "--min_fgnd_frac", "0", "--image_modality", "fluorescence", *extra]) == 0
-        documents[name] = json.loads(out.read_text())
+        documents[name] = nuclei_document(out)
     assert documents["tuned"]["attributes"]["split_distance"] == 10  # tuned on validation, stored with the weights
     assert documents["off"]["attributes"]["split_distance"] == 0
     true_count = len(np.unique(item.labels)) - 1

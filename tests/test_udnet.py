@@ -18,6 +18,7 @@ from nuclei_core.review.evaluation import score_point_detector
 from nuclei_core.training import train_udnet
 from nuclei_core.training.density import density_target
 from plugins.__main__ import main as plugins_main
+from annotation_files import nuclei_document
 
 
 def test_r2unet_has_about_a_million_parameters_and_keeps_the_input_size():
@@ -96,4 +97,4 @@ def test_cli_training_set_chooses_the_shipped_weights(sample_svs, tmp_path, choi
     output = tmp_path / "nuclei.anot"
     assert plugins_main(["UDNetDetection", str(sample_svs), str(output), "--analysis_roi", "800,800,300,300",
                          *choice]) == 0
-    assert json.loads(output.read_text())["attributes"]["weights_version"] == version
+    assert nuclei_document(output)["attributes"]["weights_version"] == version

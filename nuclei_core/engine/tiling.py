@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -31,7 +31,11 @@ class Tile:
 
 @dataclass
 class TilePlan:
-    """Tiles to analyse at ``scale`` analysis px per base px, and the tissue they cover."""
+    """Tiles to analyse at ``scale`` analysis px per base px, and the tissue they cover.
+
+    ``analysed`` and ``tissue`` are masks at ``mask_scale`` mask px per base px: the part of the region under
+    an analysed tile's core, and the tissue found there (what per-mm² densities divide by).
+    """
 
     scale: float
     tile_size: int
@@ -39,6 +43,9 @@ class TilePlan:
     tiles: list[Tile]
     tiles_total: int
     tissue_base_pixels: float
+    analysed: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((1, 1), bool))
+    tissue: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((1, 1), bool))
+    mask_scale: float = 1.0
 
 
 def region_mask(region: MultiPolygon, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -108,4 +115,15 @@ def plan_tiles(slide: Slide, analysis_magnification: float, tile_size: int, halo
                 continue
             read = (max(0, x0 - halo), max(0, y0 - halo), min(width, x1 + halo), min(height, y1 + halo))
             tiles.append(Tile((x0, y0, x1, y1), read))
-    return TilePlan(scale, tile_size, halo, tiles, total, float(tissue_sums[-1, -1]) / mask_scale ** 2)
+    analysed = _under_cores(tiles, inside, to_mask)
+    return TilePlan(scale, tile_size, halo, tiles, total, float(tissue_sums[-1, -1]) / mask_scale ** 2,
+                    analysed, analysed & tissue, mask_scale)
+
+
+def _under_cores(tiles: list[Tile], inside: np.ndarray, to_mask: float) -> np.ndarray:
+    """The part of ``inside`` under the tiles' cores (analysis px times ``to_mask`` = mask px)."""
+    covered = np.zeros_like(inside, dtype=bool)
+    for tile in tiles:
+        x0, y0, x1, y1 = (int(round(v * to_mask)) for v in tile.core)
+        covered[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)] = True
+    return covered & inside

@@ -3,7 +3,6 @@ validation, which also tunes the post-processing settings on the held-out cells.
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..models.nucleus_classifier import NucleusClassifier
 from ..models.segmenter import NucleusSegmenter
 from ..models.udnet import UDNet
 from ..nuclei import Nuclei
-from ..outputs.dsa import annotation_documents
+from ..outputs.dsa import annotation_documents, write_annotation
 from . import train_classifier, train_segmenter, train_udnet
 from .slide_cells import Cell
 from .trainer import BatchSampler, Validator
@@ -141,7 +140,7 @@ class ClassifierFineTuning(FineTuning):
 
     def engine_spec(self, weights, device, truth, folder):
         given = folder / f"given-{len(list(folder.iterdir()))}.anot"  # the truth's points, without the regions
-        given.write_text(json.dumps(annotation_documents(truth, "given nuclei", {})[0]))
+        write_annotation(given, annotation_documents(truth, "given nuclei", {}))
         return ModelSpec(ClassifyGiven, str(weights), device, (("nuclei_file", str(given)),))
 
     def usage(self, weights_name):
