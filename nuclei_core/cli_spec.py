@@ -13,11 +13,12 @@ import os
 import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
-from typing import NoReturn
 
 import ctk_cli
 from ctk_cli.module import CLIParameter
 from slicer_cli_web import CLIArgumentParser
+
+from .errors import OneLineErrors
 
 SPEC_DIR = Path(__file__).resolve().parent.parent / "xml_specs"
 SHARED_DIR = SPEC_DIR / "shared"
@@ -64,12 +65,8 @@ def cli_parameters(cli_name: str) -> list[CLIParameter]:
     return list(ctk_cli.CLIModule(str(spec_path(cli_name))).parameters())
 
 
-class OneLineErrorParser(CLIArgumentParser):
+class OneLineErrorParser(OneLineErrors, CLIArgumentParser):
     """ctk_cli's parser whose command-line errors are one line (argparse prints the usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        message = message.replace("invalid parseValue value", "invalid value")  # ctk_cli's converter's name
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def cli_parser(cli_name: str) -> CLIArgumentParser:

@@ -6,12 +6,12 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from functools import partial
 from pathlib import Path
 
-from .errors import NucleiError
+from . import interrupts
+from .errors import NucleiError, OneLineArgumentParser
 from .outputs.atomic import check_writable, write_all_or_nothing
 from .outputs.dsa import annotation_documents, write_annotation
 from .outputs.geojson import DETAILS, feature_collection, write_geojson
@@ -36,7 +36,7 @@ def convert(source: str, target: str, name: str = "converted nuclei", detail: st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nuclei_core.convert", description=__doc__.split("\n")[0])
+    parser = OneLineArgumentParser(prog="python -m nuclei_core.convert", description=__doc__.split("\n")[0])
     parser.add_argument("source", help="a .anot/.json DSA annotation or a .geojson(.gz) file")
     parser.add_argument("target", help="the output; its name chooses the format")
     parser.add_argument("--name", default="converted nuclei", help="annotation / object name to record")
@@ -45,11 +45,15 @@ def main(argv: list[str] | None = None) -> int:
                              "by less than 0.25 µm at 0.5 µm/px removed: a smaller file QuPath opens faster) or the "
                              "centres only (points)")
     args = parser.parse_args(argv)
+    interrupts.ctrl_c_as_exception()
     try:
         count = convert(args.source, args.target, args.name, args.geojson_detail)
     except NucleiError as exc:
         print(f"convert: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("convert: interrupted; no output written", file=sys.stderr)
+        return interrupts.EXIT_CODE
     print(f"convert: wrote {count} nuclei to {args.target}", file=sys.stderr)
     return 0
 

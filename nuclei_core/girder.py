@@ -30,8 +30,10 @@ import girder_client
 import ijson
 import requests
 
+from . import interrupts
+from .cli_in_process import argument_problem, run_in_process
 from .cli_spec import cli_parameters
-from .errors import InputError, NucleiError
+from .errors import InputError, NucleiError, OneLineArgumentParser
 
 GIRDER_FILE = "girder:"  # a CLI argument naming a Girder file: girder:FILE_ID
 
@@ -106,7 +108,7 @@ def publish(client: girder_client.GirderClient, item_id: str, documents: Iterabl
         with _server_errors("cannot post the annotation"):
             for document in documents:
                 posted.append(client.post("annotation", parameters={"itemId": item_id}, json=document)["_id"])
-    except GirderError:
+    except (GirderError, KeyboardInterrupt):
         for annotation_id in posted:
             with contextlib.suppress(Exception):
                 client.delete(f"annotation/{annotation_id}")
@@ -136,10 +138,17 @@ def summary_metadata(document: dict[str, Any]) -> dict[str, Any]:
 
 def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> Path:
     """Run a plugin CLI in this process on a local slide (its progress shows); the annotation file it wrote."""
-    code = importlib.import_module(f"plugins.{cli_name}").main([str(slide), str(output), *cli_args])
-    if code:
-        raise NucleiError(f"{cli_name} failed (exit code {code}); nothing was posted")
+    problem = run_in_process(cli_name, [str(slide), str(output), *cli_args])
+    if problem:
+        raise NucleiError(f"{cli_name} failed: {problem}; nothing was posted")
     return output
+
+
+def check_cli_arguments(cli_name: str, cli_args: list[str]) -> None:
+    """The CLI's own options checked before any slide is downloaded (a slide and an output named for the check)."""
+    problem = argument_problem(cli_name, ["slide.svs", "nuclei.anot", *cli_args])
+    if problem:
+        raise InputError(f"{cli_name}: {problem}")
 
 
 def annotation_file_documents(path: Path) -> Iterator[dict[str, Any]]:
@@ -242,7 +251,7 @@ def run_on_item(client: girder_client.GirderClient, item: dict, cli_name: str, c
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nuclei_core.girder", description=__doc__.split("\n\n")[0])
+    parser = OneLineArgumentParser(prog="python -m nuclei_core.girder", description=__doc__.split("\n\n")[0])
     parser.add_argument("--api-url", required=True, help="Girder API URL, e.g. http://dsa.example.org/api/v1")
     credentials = parser.add_mutually_exclusive_group(required=True)
     credentials.add_argument("--token", default="", help="a Girder token")
@@ -262,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("cli", help="a CLI of the suite, e.g. UDNetDetection (see python -m plugins --list_cli)")
     parser.add_argument("cli_args", nargs=argparse.REMAINDER, help="the CLI's own options (not its files)")
     args = parser.parse_args(argv)
+    interrupts.ctrl_c_as_exception()
     try:
         if importlib.util.find_spec(f"plugins.{args.cli}") is None:
             raise InputError(f"unknown CLI {args.cli!r}: see python -m plugins --list_cli")
+        check_cli_arguments(args.cli, args.cli_args)
         client = connect(args.api_url, args.token, args.api_key)
         items = slide_items(client, args.item, args.folder)
         if not items:
@@ -276,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     except NucleiError as exc:
         print(f"girder: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("girder: interrupted; no partial result is left on the item", file=sys.stderr)
+        return interrupts.EXIT_CODE
     return 0
 
 

@@ -36,8 +36,11 @@ def stain_matrix(names: tuple[str, str, str]) -> np.ndarray:
 
 def lab_statistics(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation, in Ruderman's LAB space, of the tissue among (..., 3) uint8 RGB pixels
-    (glass left out; all pixels when there is nothing else)."""
+    (glass left out; all pixels when there is nothing else; the reference, a normalisation that changes nothing,
+    when there are no pixels: a slide without tissue)."""
     flat = np.asarray(pixels, np.uint8).reshape(-1, 3)
+    if not len(flat):
+        return np.array(REFERENCE_LAB_MEAN), np.array(REFERENCE_LAB_STD)
     tissue = flat[(flat < BACKGROUND_BRIGHTNESS).any(axis=1)]
     lab = rgb_to_lab((tissue if len(tissue) else flat)[None])[0]
     return lab.mean(axis=0), np.maximum(lab.std(axis=0), 1e-6)

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from nuclei_core.cli import main as run_cli, tuned_unless_set
-from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, PatchDetector
+from nuclei_core.models.patch_detectors import DETECTORS, WEIGHTS_BY_TRAINING_SET, PatchDetector
 
 
 def choose_model(args: argparse.Namespace) -> tuple[type[PatchDetector], Path]:
-    """The detector class the user picked and its shipped weights."""
-    return DETECTORS[args.detector], DEFAULT_WEIGHTS[args.detector]
+    """The detector class the user picked and its shipped weights for the chosen training set."""
+    return DETECTORS[args.detector], WEIGHTS_BY_TRAINING_SET[args.detector][args.training_set]
 
 
 def model_overrides(args: argparse.Namespace) -> dict[str, Any]:

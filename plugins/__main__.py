@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import signal
 import sys
+
+from nuclei_core.interrupts import EXIT_CODE, ctrl_c_as_exception, leave_at_once_on_ctrl_c
 
 PROG = "python -m plugins"
 USAGE = f"""usage: {PROG} --list_cli | <CLI> --xml | <CLI> --help | <CLI> [parameters...]
@@ -38,25 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         # asked of every CLI when slicer_cli_web registers an image: the parser answers and exits, no model loaded
         cli_parser(first).parse_args(argv[1:])
     cli = importlib.import_module(f"plugins.{first}")
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here the CLI cleans up after Ctrl-C itself
+    ctrl_c_as_exception()  # from here the CLI cleans up after Ctrl-C itself
     return cli.main(argv[1:])
-
-
-def _interrupted_while_starting(signum: int, frame: object) -> None:
-    """Ctrl-C before the CLI runs (while torch and large_image import, where numpy's import machinery would
-    turn it into an ImportError): nothing has been written, so leave at once with one line."""
-    os.write(2, f"{PROG}: interrupted; no output written\n".encode())
-    os._exit(130)
 
 
 def interruptible_main() -> int:
     """``main`` with Ctrl-C at any moment, from the first instant, as one line and exit code 130."""
-    signal.signal(signal.SIGINT, _interrupted_while_starting)
+    leave_at_once_on_ctrl_c(PROG)
     try:
         return main()
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no output written", file=sys.stderr)
-        return 130
+        return EXIT_CODE
 
 
 if __name__ == "__main__":

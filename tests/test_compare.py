@@ -51,13 +51,14 @@ def test_pairwise_f1_is_symmetric_with_ones_on_the_diagonal():
 
 def test_method_lists_with_options():
     runs = parse_method_list("UDNetDetection, CascadeGCNDetection(--detector CP-CNN),"
-                             "R2UNetSegmentation(--analysis_tile_size 512, )")
+                             "R2UNetSegmentation(--analysis_tile_size 512), ")
     assert runs[1] == MethodRun("CascadeGCNDetection", "--detector CP-CNN")
     assert runs[1].label == "CascadeGCNDetection(--detector CP-CNN)" and runs[1].argv() == ["--detector", "CP-CNN"]
     assert len(runs) == 3
     for text, message in (("UDNetDetection, Nonsense", "unknown method"), ("UDNetDetection, UDNetDetection",
                                                                             "twice"),
-                          ("UDNetDetection(--x", "cannot read")):
+                          ("UDNetDetection(--x", "cannot read"),
+                          ("R2UNetSegmentation(--analysis_tile_size 512,)", "invalid value: '512,'")):
         with pytest.raises(InputError, match=message):
             parse_method_list(text)
 
@@ -99,7 +100,8 @@ def test_the_same_method_twice_agrees_fully_and_a_second_detector_partly(sample_
     (["--methods", "UDNetDetection"], "at least two methods"),
     (["--methods", "UDNetDetection, UDNetDetection(--training_set Colorectal)", "--min_agreement", "3"],
      "only 2 methods"),
-    (["--methods", "UDNetDetection, UDNetDetection(--detection_threshold 7)", "--min_agreement", "2"], "failed"),
+    (["--methods", "UDNetDetection, UDNetDetection(--detection_threshold 7)", "--min_agreement", "2"],
+     "outside the allowed range"),
 ])
 def test_bad_input_gives_one_line_and_writes_nothing(sample_svs, tmp_path, capfd, options, message):
     code = compare_main([str(sample_svs), str(tmp_path / "compare.anot"), *ROI_ARGS, "--metrics",

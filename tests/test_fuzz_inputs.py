@@ -13,7 +13,7 @@ import io
 import json
 import math
 import os
-
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -171,8 +171,11 @@ def test_region_values_give_a_region_on_the_slide_or_one_line_error(values):
         assert left >= 0 and top >= 0 and right <= width and bottom <= height and region.area > 0
 
 
-CLI_FLAGS = ("--detection_threshold", "--min_distance", "--min_fgnd_frac", "--input_mag", "--analysis_roi")
-CLI_FUZZ = settings(FUZZ, max_examples=max(1, EXAMPLES // 4))  # each example runs the detector
+CLI_FLAGS = {"UDNetDetection": ("--detection_threshold", "--min_distance", "--min_fgnd_frac", "--input_mag",
+                                 "--analysis_roi"),
+             "FasterRCNNDetection": ("--min_probability", "--nms_threshold", "--max_detections", "--min_fgnd_frac",
+                                     "--input_mag", "--analysis_roi")}
+CLI_FUZZ = settings(FUZZ, max_examples=max(1, EXAMPLES // 8))  # each example runs a detector
 
 
 @pytest.fixture(scope="module")
@@ -197,29 +200,93 @@ def _flag_value(flag: str):
                      number.map(str), st.text(max_size=3))
 
 
-@CLI_FUZZ
-@given(flags=st.fixed_dictionaries({}, optional={flag: _flag_value(flag) for flag in CLI_FLAGS}))
-def test_cli_parameters_give_nuclei_on_the_image_or_one_line_error_without_output(flags, small_slide,
-                                                                                tmp_path_factory):
-    from plugins.UDNetDetection import main
+def _flags(cli: str):
+    return st.fixed_dictionaries({}, optional={flag: _flag_value(flag) for flag in CLI_FLAGS[cli]})
 
-    out = tmp_path_factory.mktemp("fuzz-out")
-    argv = [str(small_slide), str(out / "nuclei.anot"), "--geojson", str(out / "nuclei.geojson"),
-            *(["--input_mag", "20"] if "--input_mag" not in flags else []),
-            *[item for flag, value in flags.items() for item in (f"{flag}={value}",)]]
-    stderr = io.StringIO()
-    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(argv)
-        except SystemExit as exit_:  # argparse's errors
-            code = exit_.code
-    lines = [line for line in stderr.getvalue().splitlines() if "%|" not in line and line.strip()]
-    if code != 0:
-        assert code == 2 and len(lines) == 1 and lines[0].startswith("UDNetDetection: error:"), (argv, lines)
-        assert list(out.iterdir()) == [], argv
-        OUTCOMES[("UDNetDetection parameters", "one-line error")] += 1
+
+@pytest.mark.parametrize("cli", sorted(CLI_FLAGS))
+def test_cli_parameters_give_nuclei_on_the_image_or_one_line_error_without_output(cli, small_slide,
+                                                                                tmp_path_factory):
+    """UD-Net's points and, at 40x on this 20x image, Faster R-CNN's boxes: on the image, or a one-line error."""
+    import importlib
+
+    main = importlib.import_module(f"plugins.{cli}").main
+
+    @CLI_FUZZ
+    @given(flags=_flags(cli))
+    def check(flags):
+        out = tmp_path_factory.mktemp("fuzz-out")
+        argv = [str(small_slide), str(out / "nuclei.anot"), "--geojson", str(out / "nuclei.geojson"),
+                *(["--input_mag", "20"] if "--input_mag" not in flags else []),
+                *[f"{flag}={value}" for flag, value in flags.items()]]
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a CLI prints no numpy warning: it would be lines more
+            try:
+                code = main(argv)
+            except SystemExit as exit_:  # argparse's errors
+                code = exit_.code
+        lines = [line for line in stderr.getvalue().splitlines() if "%|" not in line and line.strip()]
+        if code != 0:
+            assert code == 2 and len(lines) == 1 and lines[0].startswith(f"{cli}: error:"), (argv, lines)
+            assert list(out.iterdir()) == [], argv
+            OUTCOMES[(f"{cli} parameters", "one-line error")] += 1
+            return
+        document = nuclei_document(out / "nuclei.anot")  # strict JSON: a NaN or Infinity fails the read
+        vertices = np.array([p[:2] for e in document["elements"] for p in e.get("points", [e.get("center")])],
+                            float).reshape(-1, 2)
+        assert ((vertices >= 0) & (vertices <= (160, 120))).all(), argv
+        OUTCOMES[(f"{cli} parameters", "nuclei written")] += 1
+
+    check()
+
+
+outline = st.lists(st.tuples(st.one_of(st.floats(-20, 200), number), st.one_of(st.floats(-20, 150), number)),
+                   min_size=0, max_size=6)
+
+
+@FUZZ
+@given(rings=st.lists(outline, max_size=6), scale=st.sampled_from([0.5, 1.0, 2.0, 4.0]))
+def test_engine_outlines_are_written_on_the_slide_and_never_degenerate(rings, scale):
+    from nuclei_core.engine.geometry import MIN_WIDTH_PIXELS, is_degenerate, well_formed
+    from nuclei_core.nuclei import Nuclei
+
+    contours = [np.array(ring, float).reshape(-1, 2) for ring in rings]
+    with np.errstate(all="ignore"):  # huge coordinates overflow the mean: such centres are infinite, and removed
+        centres = np.array([ring.mean(axis=0) if len(ring) else (0.0, 0.0) for ring in contours]).reshape(-1, 2)
+        kept = well_formed(Nuclei(centres, np.ones(len(contours)), contours=contours), 160, 120, scale)
+    for ring in kept.contours:
+        assert np.isfinite(ring).all() and (ring >= 0).all() and (ring <= (160, 120)).all()
+        assert not is_degenerate(ring, MIN_WIDTH_PIXELS / scale)
+    assert ((kept.centroids >= 0) & (kept.centroids <= (160, 120))).all()
+    OUTCOMES[("engine outlines", "nuclei written")] += len(kept)
+    OUTCOMES[("engine outlines", "degenerate removed")] += len(contours) - len(kept)
+
+
+TRAINING_FLAGS = ("--steps", "--batch-size", "--learning-rate", "--eval-every", "--max-minutes", "--stain-jitter",
+                  "--radius", "--fit-minutes", "--loader-workers")
+
+
+@FUZZ
+@given(values=st.fixed_dictionaries({}, optional={flag: st.one_of(number.map(str), st.sampled_from(
+    ["0", "1", "-1", "0.5", "inf", "-inf", "nan", "1e308"]), st.text(max_size=3)) for flag in TRAINING_FLAGS}),
+       output=st.sampled_from(["w.pt", "w.txt", "w", "w.PT"]))
+def test_training_arguments_are_finite_and_in_range_or_one_line_error(values, output, capsys):
+    from nuclei_core.training.point_data import add_point_training_arguments
+    from nuclei_core.training.run_arguments import training_parser
+
+    parser = training_parser("A training script.")
+    parser.prog = "train"
+    add_point_training_arguments(parser, steps=10, batch_size=2, learning_rate=1e-3)
+    try:
+        args = parser.parse_args(["--output", output, *[f"{flag}={value}" for flag, value in values.items()]])
+    except SystemExit as exit_:
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert exit_.code == 2 and len(lines) == 1 and lines[0].startswith("train: error:"), lines
+        OUTCOMES[("training arguments", "one-line error")] += 1
         return
-    document = nuclei_document(out / "nuclei.anot")  # strict JSON: a NaN or Infinity fails the read
-    centres = np.array([e["center"][:2] for e in document["elements"]], float).reshape(-1, 2)
-    assert ((centres >= 0) & (centres <= (160, 120))).all(), argv
-    OUTCOMES[("UDNetDetection parameters", "nuclei written")] += 1
+    assert args.output.endswith(".pt") or args.output.endswith(".PT")
+    assert args.steps >= 0 and args.batch_size >= 1 and args.eval_every >= 1 and args.loader_workers >= 0
+    assert args.learning_rate > 0 and args.max_minutes > 0 and args.fit_minutes >= 0
+    assert all(math.isfinite(v) for k, v in vars(args).items() if isinstance(v, float) and k != "max_minutes")
+    OUTCOMES[("training arguments", "arguments taken")] += 1

@@ -121,8 +121,20 @@ def test_failing_cli_posts_nothing(girder_server, slide_folder, capsys):
     code = girder_main(["--api-url", girder_server.api_url, "--token", client.token, "--item", item, CLI,
                         "--analysis_roi", "90000,90000,10,10"])
     assert code == 2
-    assert "failed" in one_error_line(capsys)
+    assert one_error_line(capsys) == ("girder: error: UDNetDetection failed: analysis_roi 90000,90000,10,10 lies "
+                                      "outside the 2220 x 2967 slide; nothing was posted")
     assert [a["_id"] for a in our_annotations(client, item)] == before
+
+
+def test_bad_cli_options_are_refused_before_the_slide_is_downloaded(girder_server, slide_folder, capsys,
+                                                                    monkeypatch):
+    client, item = girder_server.client, slide_folder["items"][1]
+    downloads = []
+    monkeypatch.setattr(type(client), "downloadFile", lambda *args, **kwargs: downloads.append(args))
+    code = girder_main(["--api-url", girder_server.api_url, "--token", client.token, "--item", item, CLI,
+                        "--min_fgnd_frac=nan"])
+    assert code == 2 and downloads == []
+    assert one_error_line(capsys) == "girder: error: UDNetDetection: min_fgnd_frac=nan is not a finite number"
 
 
 def test_server_going_away_mid_run_is_a_one_line_error(disposable_girder, sample_svs):

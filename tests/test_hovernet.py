@@ -198,8 +198,8 @@ def test_a_class_balanced_share_outside_0_to_1_is_a_one_line_error(tmp_path, cap
     with pytest.raises(SystemExit) as stop:
         train_main(["--class-balanced-crops", "1.5", "--output", str(output)])
     assert stop.value.code == 2 and not output.exists()
-    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--class-balanced-crops is a fraction of the "
-                                                                      "crops: give 0 to 1")
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "error: --class-balanced-crops is a fraction of the crops: give 0 to 1 (see" in line
 
 
 def test_distance_targets_follow_a_rotated_crop():

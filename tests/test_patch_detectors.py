@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from nuclei_core.data.points import load_point_dataset, read_split
+from nuclei_core.data.points import load_point_dataset
 from nuclei_core.errors import InputError
 from nuclei_core.models.base import load_checkpoint
 from nuclei_core.models.patch_cnn import SC_WINDOW, PatchCNN, sc_aggregate, sc_window_maps
-from nuclei_core.models.patch_detectors import DEFAULT_WEIGHTS, DETECTORS, CascadeGCN, with_stage1_context
+from nuclei_core.models.patch_detectors import (DEFAULT_WEIGHTS, DETECTORS, WEIGHTS_BY_TRAINING_SET, CascadeGCN,
+                                                with_stage1_context)
 from nuclei_core.models.patch_gcn import PATCH, GridGraphConv, PatchGCN, grid_laplacian, node_types, polynomial_basis
 from nuclei_core.postprocess.nms import nms_points
 from nuclei_core.review.evaluation import score_point_detector
@@ -180,19 +181,50 @@ def test_stage2_runs_only_where_stage1_fires():
     assert not model.predict_outputs(tile).any()
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_shipped_weights_are_fp16_with_a_model_card_and_tuned_settings(name):
-    checkpoint = load_checkpoint(DEFAULT_WEIGHTS[name])
+SHIPPED = [(name, training_set) for name in sorted(DETECTORS) for training_set in WEIGHTS_BY_TRAINING_SET[name]]
+
+
+@pytest.mark.parametrize("name,training_set", SHIPPED)
+def test_shipped_weights_are_fp16_with_a_model_card_and_tuned_settings(name, training_set):
+    path = WEIGHTS_BY_TRAINING_SET[name][training_set]
+    checkpoint = load_checkpoint(path)
     assert all(v.dtype == torch.float16 for v in checkpoint["state_dict"].values() if v.is_floating_point())
     assert 0 < checkpoint["config"]["threshold"] < 1 and checkpoint["config"]["nms_iou"] == 0.3
-    assert DEFAULT_WEIGHTS[name].with_suffix(".md").is_file()
+    assert path.with_suffix(".md").is_file() and checkpoint["version"].replace("-", "_").startswith(path.stem)
 
 
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_shipped_weights_detect_nuclei_on_a_validation_image(crchisto, name):
-    images = load_point_dataset(crchisto / "images", crchisto / "detection", read_split(crchisto / "splits.csv", "val")[:1])
-    scores = score_point_detector(DETECTORS[name].from_weights(DEFAULT_WEIGHTS[name]), images, radius=6)
-    assert scores.f1 > 0.7, scores.as_dict()
+VALIDATION_SETS = {"Colorectal": ("crchisto",), "Multi-organ": ("crchisto", "monuseg", "consep")}
+
+
+@pytest.mark.parametrize("name,training_set", SHIPPED)
+def test_shipped_weights_detect_nuclei_on_validation_images_of_their_training_sets(shared_data, name, training_set):
+    """One validation image of each dataset the weights were trained on (their checkpoint and tuning data)."""
+    from nuclei_core.data.public_sets import load_point_set
+
+    model = DETECTORS[name].from_weights(WEIGHTS_BY_TRAINING_SET[name][training_set])
+    scores = [score_point_detector(model, load_point_set(dataset, "val", shared_data)[:1], radius=6)
+              for dataset in VALIDATION_SETS[training_set]]
+    assert np.mean([s.f1 for s in scores]) > 0.7, [s.as_dict() for s in scores]
+
+
+def test_the_default_weights_are_the_multi_organ_ones():
+    assert all(DEFAULT_WEIGHTS[name] == WEIGHTS_BY_TRAINING_SET[name]["Multi-organ"] for name in DETECTORS)
+
+
+def test_stain_jitter_changes_the_colours_of_training_patches_and_nothing_else(small_point_set):
+    from nuclei_core.data.points import load_point_dataset as load
+    from nuclei_core.training.patch_sampling import PatchSource
+
+    images, points = small_point_set[1], small_point_set[3]
+    source = PatchSource.from_dataset(load(images, points))
+    pools = [(source.pool_by_distance(-1, 2.0), 8, 1.0), (source.pool_by_distance(2.0, np.inf), 8, 0.0)]
+    plain, jittered = (train_patch_detector.classifier_batches(source, pools, stain_strength=strength)
+                       for strength in (0.0, 0.3))
+    (a, labels_a), (b, labels_b) = plain(np.random.default_rng(0)), jittered(np.random.default_rng(0))
+    assert a.shape == b.shape == (16, 3, PATCH, PATCH) and torch.equal(labels_a, labels_b)
+    assert not torch.allclose(a, b, atol=0.02)
+    again, _ = plain(np.random.default_rng(0))
+    assert torch.equal(a, again)
 
 
 def test_patch_source_labels_pixels_by_distance_to_the_nearest_centre(crchisto):
@@ -270,6 +302,14 @@ def test_stage2_trains_alone_on_the_stage1_of_existing_weights(small_point_set, 
         train_patch_detector.main([*base, "--hidden", "16", *run, "--output", str(refused),
                                    "--stage1-weights", str(first)])
     assert not refused.exists()
+
+
+@pytest.mark.parametrize("training_set,version", [([], "cascade-gcn-multiorgan-1"),
+                                                  (["--training_set", "Colorectal"], "cascade-gcn-crchisto-2")])
+def test_cli_training_set_chooses_the_shipped_weights(sample_svs, tmp_path, training_set, version):
+    annotation = tmp_path / "nuclei.anot"
+    assert plugins_main(["CascadeGCNDetection", str(sample_svs), str(annotation), *training_set, *ROI_ARGS]) == 0
+    assert nuclei_document(annotation)["attributes"]["weights_version"] == version
 
 
 @pytest.mark.parametrize("detector", sorted(DETECTORS))

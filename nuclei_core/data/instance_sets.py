@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from ..errors import InputError
+from .images import read_image
 from .public_sets import SHARED_DATA, TILE_SETS, check_request, held_out_names, tile_set_names
 
 INSTANCE_SETS = ("dsb2018", "monuseg", "consep")
@@ -38,10 +37,6 @@ class InstanceAnnotatedImage:
     magnification: float | None = None
 
 
-def _rgb(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
 def _dsb(root: Path, split: str) -> list[InstanceAnnotatedImage]:
     folder = root / "dsb2018"
     with open(folder / "metadata.csv", newline="") as handle:
@@ -52,8 +47,8 @@ def _dsb(root: Path, split: str) -> list[InstanceAnnotatedImage]:
     if split != "test":
         validation = held_out_names(names, DSB_VALIDATION_IMAGES)
         names = [n for n in names if (n in validation) == (split == "val")]
-    return [InstanceAnnotatedImage(n, _rgb(folder / source / "images" / f"{n}.png"),
-                                   np.asarray(Image.open(folder / source / "labels" / f"{n}.png")), modality[n])
+    return [InstanceAnnotatedImage(n, read_image(folder / source / "images" / f"{n}.png"),
+                                   read_image(folder / source / "labels" / f"{n}.png", rgb=False), modality[n])
             for n in names]
 
 
@@ -61,8 +56,8 @@ def _tile_set(name: str, root: Path, split: str) -> list[InstanceAnnotatedImage]
     spec = TILE_SETS[name]
     source = root / spec.folder / ("test" if split == "test" else "train")
     labels_dir = source / ("labels" if (source / "labels").is_dir() else "inst")
-    return [InstanceAnnotatedImage(n, _rgb(source / "images" / f"{n}.jpg"),
-                                   np.asarray(Image.open(labels_dir / f"{n}.png")), "he",
+    return [InstanceAnnotatedImage(n, read_image(source / "images" / f"{n}.jpg"),
+                                   read_image(labels_dir / f"{n}.png", rgb=False), "he",
                                    magnification=spec.magnification)
             for n in tile_set_names(spec, root, split)]
 
@@ -86,7 +81,7 @@ def load_instance_folder(images_dir: str | Path, labels_dir: str | Path, modalit
         names = [n for n in names if (n in validation) == (split == "val")]
     items = []
     for name in names:
-        image, label_map = _rgb(images[name]), np.asarray(Image.open(labels[name]))
+        image, label_map = read_image(images[name]), read_image(labels[name], rgb=False)
         if label_map.ndim != 2 or label_map.shape != image.shape[:2]:
             raise InputError(f"{labels[name].name}: a label map must be one channel of the image's size "
                              f"{image.shape[1]} x {image.shape[0]}")
@@ -108,6 +103,6 @@ def load_typed_consep(split: str, root: Path = SHARED_DATA) -> list[InstanceAnno
     """CoNSeP's ``split`` with instance maps and per-pixel classes merged to other / inflammatory / epithelial /
     spindle (1-4)."""
     source = root / TILE_SETS["consep"].folder / ("test" if split == "test" else "train")
-    return [dataclasses.replace(item, types=CONSEP_TYPE_MERGE[np.asarray(Image.open(source / "type" /
-                                                                                      f"{item.name}.png"))])
+    return [dataclasses.replace(item, types=CONSEP_TYPE_MERGE[read_image(source / "type" / f"{item.name}.png",
+                                                                         rgb=False)])
             for item in load_instance_set("consep", split, root)]

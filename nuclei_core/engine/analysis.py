@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
 from shapely.geometry import MultiPolygon
 
 from ..allocator import TRIM_THRESHOLD_BYTES, USER_SETTINGS
 from ..errors import InputError
 from ..models.base import SlideModel, TilePreparation, resolve_device
 from ..nuclei import Nuclei
+from .geometry import check_on_slide, clamped_to_slide, well_formed
 from .pipeline import infer_tiles, pipeline_workers, run_pipeline
 from .progress import Progress
 from .reading import colour_sample, prepare_tile_batch
@@ -176,10 +176,11 @@ def _run_on_dask(slide: Slide, spec: ModelSpec, model: SlideModel, preparation: 
             raise RuntimeError(f"Dask returned {len(merged)} of {len(batches)} tile batches")
 
 
-def required_points(model: SlideModel) -> np.ndarray | None:
-    """Base-pixel points whose tiles are analysed whatever the tissue mask says, or None: a model that
-    classifies nuclei a user gave declares them with ``required_points()``, so that none is dropped."""
-    declared = getattr(model, "required_points", None)
+def given_nuclei(model: SlideModel) -> tuple[Nuclei, str] | None:
+    """The nuclei a user gave the model and their file, or None: a model that classifies given nuclei declares them
+    with ``given_nuclei()``, so that none is dropped (their tiles are analysed whatever the tissue mask says, and
+    the sliver rule of ``geometry`` is not applied to them)."""
+    declared = getattr(model, "given_nuclei", None)
     return declared() if declared is not None else None
 
 
@@ -187,8 +188,11 @@ def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, se
     """All nuclei of ``slide`` (inside ``region``), each reported once, in base pixel coordinates."""
     started = time.time()
     model = spec.build()
+    given = given_nuclei(model)
+    if given is not None:
+        check_on_slide(*given, slide.width, slide.height)
     plan = plan_tiles(slide, model.analysis_magnification, settings.tile_size, model.halo, region,
-                      settings.min_fgnd_frac, required_points(model))
+                      settings.min_fgnd_frac, None if given is None else given[0].centroids)
     batches = batches_of_one_shape(plan.tiles, settings.batch_size)
     progress = Progress(len(plan.tiles), model.name, f"{len(plan.tiles)} tiles", settings.show_progress)
     try:
@@ -202,4 +206,6 @@ def analyse_slide(slide: Slide, spec: ModelSpec, region: MultiPolygon | None, se
         progress.close()
     nuclei = Nuclei.concatenate(parts, model.class_names)
     nuclei = nuclei.select(contains_points(region, nuclei.centroids))
+    nuclei = (clamped_to_slide(nuclei, slide.width, slide.height) if given is not None
+              else well_formed(nuclei, slide.width, slide.height, plan.scale))
     return SlideResult(nuclei, plan, time.time() - started, model.parameters_record())

@@ -105,8 +105,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 class SlideModel(Protocol):
     """What the engine needs of a model: its scale and context, and the nuclei of a batch of tiles.
 
-    A model may also have ``required_points()``: base-pixel points (nuclei a user gave) whose tiles the
-    engine analyses whatever the tissue mask says (engine.required_points)."""
+    A model may also have ``given_nuclei()``: the nuclei a user gave (base px) and the file they came from, which
+    must lie on the slide and whose tiles the engine analyses whatever the tissue mask says
+    (engine.analysis.given_nuclei)."""
 
     name: str
     analysis_magnification: float

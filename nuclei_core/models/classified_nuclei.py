@@ -102,9 +102,10 @@ class ClassifyGiven(ClassifyingModel):
         classifier = NucleusClassifier.from_weights(path, device, flip_averaging=flip_averaging, precision=precision)
         return cls(classifier, read_nuclei(nuclei_file), nuclei_file)
 
-    def required_points(self) -> np.ndarray:
-        """The given nuclei (base px): the engine analyses their tiles even off the tissue mask."""
-        return self.given.centroids
+    def given_nuclei(self) -> tuple[Nuclei, str]:
+        """The given nuclei (base px) and their file: the engine checks that they lie on the slide and analyses
+        their tiles even off the tissue mask."""
+        return self.given, self.source
 
     def nuclei_of_tiles(self, tiles: np.ndarray, origins: list[tuple[int, int]], scale: float) -> list[Nuclei]:
         centres = (self.given.centroids + 0.5) * scale - 0.5  # base px -> analysis px (pixel centres)

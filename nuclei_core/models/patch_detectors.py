@@ -124,4 +124,9 @@ class SCCNN(PatchCNNDetector):
 
 
 DETECTORS: dict[str, type[PatchDetector]] = {"Cascade-GCN": CascadeGCN, "CP-CNN": CPCNN, "SC-CNN": SCCNN}
-DEFAULT_WEIGHTS = {name: WEIGHTS_DIR / f"{name.lower().replace('-', '_')}_crchisto.pt" for name in DETECTORS}
+# Shipped weights per detector and training set: Multi-organ (CRCHisto + MoNuSeg + CoNSeP with stain jitter, the
+# default) or Colorectal (CRCHisto only), as UD-Net's; the model cards give each recipe.
+TRAINING_SET_SUFFIXES = {"Multi-organ": "multiorgan", "Colorectal": "crchisto"}
+WEIGHTS_BY_TRAINING_SET = {name: {training_set: WEIGHTS_DIR / f"{name.lower().replace('-', '_')}_{suffix}.pt"
+                                  for training_set, suffix in TRAINING_SET_SUFFIXES.items()} for name in DETECTORS}
+DEFAULT_WEIGHTS = {name: weights["Multi-organ"] for name, weights in WEIGHTS_BY_TRAINING_SET.items()}

@@ -434,20 +434,6 @@ def read_nuclei(path: str | Path) -> Nuclei:
     return read_geojson(path) if is_geojson(path) else read_annotation(path)
 
 
-def check_inside(nuclei: Nuclei, width: int, height: int, source: str | Path) -> None:
-    """Every nucleus of ``source`` (centre and outline) lies on the ``width`` x ``height`` slide; else an
-    InputError naming how many do not (an annotation of another slide, or at another magnification)."""
-    def off(points: np.ndarray) -> np.ndarray:
-        return (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
-
-    outside = off(nuclei.centroids)
-    if nuclei.contours is not None:
-        outside |= np.array([off(ring).any() for ring in nuclei.contours], dtype=bool)
-    if outside.any():
-        raise InputError(f"{int(outside.sum())} of {len(nuclei)} nuclei of {Path(source).name} lie outside the "
-                         f"{width} x {height} slide: is it this slide's annotation, in full-resolution pixels?")
-
-
 def read_nuclei_and_regions(path: str | Path,
                             region_label: str = DEFAULT_REGION_LABEL) -> tuple[Nuclei, MultiPolygon | None]:
     """The nuclei of a truth annotation and the union of its regions (None when it has none).

@@ -18,13 +18,14 @@ from shapely.geometry import MultiPolygon, Polygon
 from .. import __version__
 from ..cli import write_nuclei_outputs
 from ..engine.analysis import check_scheduler
+from ..engine.geometry import check_on_slide
 from ..engine.region import parse_region
 from ..engine.slide import Slide
 from ..errors import InputError
 from ..nuclei import Nuclei
 from ..outputs.atomic import check_writable
 from ..outputs.overlay import write_png
-from ..outputs.readers import check_inside, read_nuclei, read_nuclei_and_regions
+from ..outputs.readers import read_nuclei, read_nuclei_and_regions
 from ..outputs.report import render_report, write_metrics_csv, write_metrics_json
 from .agreement import Agreement, agree, inside, parse_class_map
 from .method_runs import parse_method, run_method
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> None:
     truth, truth_regions = read_nuclei_and_regions(args.truthAnnotationFile, args.region_label)
     if not len(truth):
         raise InputError(f"the truth annotation {Path(args.truthAnnotationFile).name} holds no nuclei")
-    check_inside(truth, slide.width, slide.height, args.truthAnnotationFile)
+    check_on_slide(truth, args.truthAnnotationFile, slide.width, slide.height)
     region = scored_region(truth_regions, parse_region(args.analysis_roi, slide.width, slide.height),
                            slide.width, slide.height)
     inside_truth = inside(truth, region)
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"no nucleus of {Path(args.truthAnnotationFile).name} lies inside its regions")
     if args.inputNucleiAnnotationFile:
         source, predicted = Path(args.inputNucleiAnnotationFile).name, read_nuclei(args.inputNucleiAnnotationFile)
-        check_inside(predicted, slide.width, slide.height, args.inputNucleiAnnotationFile)
+        check_on_slide(predicted, args.inputNucleiAnnotationFile, slide.width, slide.height)
     else:
         method = parse_method(args.method, args.method_options)
         source, predicted = method.label, run_method(method, args.inputImageFile, region, args)

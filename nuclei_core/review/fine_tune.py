@@ -19,13 +19,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import torch
 from shapely.geometry import MultiPolygon, box
 
 from .. import __version__
-from .agreement import Agreement, carries_classes
-import torch
-
 from ..engine.analysis import EngineSettings, analyse_slide
+from ..engine.geometry import check_on_slide
 from ..engine.slide import Slide
 from ..errors import InputError
 from ..metrics.detection import DetectionScores
@@ -34,10 +33,11 @@ from ..models.nucleus_classifier import DEFAULT_WEIGHTS as CLASSIFIER_WEIGHTS
 from ..models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS
 from ..models.udnet import WEIGHTS_BY_TRAINING_SET
 from ..nuclei import Nuclei
-from ..outputs.readers import check_inside, read_nuclei_and_regions
+from ..outputs.readers import read_nuclei_and_regions
 from ..training.fine_tuning_kinds import ClassifierFineTuning, DetectorFineTuning, FineTuning, SegmenterFineTuning
 from ..training.slide_cells import Cell, hold_out, region_cells
 from ..training.trainer import TrainSettings, train
+from .agreement import Agreement, carries_classes
 from .evaluate import evaluate_nuclei
 
 TUNED = ("threshold", "min_distance", "foreground_threshold", "marker_threshold", "min_area", "split_distance")
@@ -121,7 +121,7 @@ def _cells(annotated: list[AnnotatedSlide], base: str, magnification: float, set
     for item in annotated:
         slide = Slide(item.slide, item.input_mag)
         truth, regions = read_nuclei_and_regions(item.truth, region_label)
-        check_inside(truth, slide.width, slide.height, item.truth)
+        check_on_slide(truth, item.truth, slide.width, slide.height)
         learns_from = BASE_MODELS[base][0].learns_from
         if learns_from == "outlines" and truth.contours is None:
             raise InputError(f"{base} learns from nucleus outlines, but {Path(item.truth).name} "

@@ -4,7 +4,6 @@ on the same slide and region, and reading their nuclei back."""
 from __future__ import annotations
 
 import argparse
-import importlib
 import re
 import shlex
 import tempfile
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from shapely.geometry import MultiPolygon
 
+from ..cli_in_process import argument_problem, run_in_process
 from ..errors import InputError, NucleiError
 from ..nuclei import Nuclei
 from ..outputs.readers import read_nuclei
@@ -43,10 +43,14 @@ class MethodRun:
 
 
 def parse_method(cli: str, options: str = "") -> MethodRun:
-    """A known method CLI with its options."""
+    """A known method CLI with options it accepts (checked now, before any method runs)."""
     if cli not in METHOD_CLIS:
         raise InputError(f"unknown method {cli!r}: choose from {', '.join(METHOD_CLIS)}")
-    return MethodRun(cli, options.strip())
+    method = MethodRun(cli, options.strip())
+    problem = argument_problem(cli, ["slide.svs", "nuclei.anot", *method.argv()])
+    if problem:
+        raise InputError(f"the options of {method.label} are refused: {problem}")
+    return method
 
 
 def parse_method_list(text: str) -> list[MethodRun]:
@@ -79,7 +83,7 @@ def run_method(method: MethodRun, slide_path: str, region: MultiPolygon | None, 
             argv += ["--analysis_roi", region_values(region)]
         for name in FORWARDED:
             argv += [f"--{name}", str(getattr(args, name))]
-        code = importlib.import_module(f"plugins.{method.cli}").main([*argv, *method.argv()])
-        if code:
-            raise NucleiError(f"the method {method.label} failed (exit code {code}); nothing was written")
+        problem = run_in_process(method.cli, [*argv, *method.argv()])
+        if problem:
+            raise NucleiError(f"the method {method.label} failed: {problem}; nothing was written")
         return read_nuclei(output)

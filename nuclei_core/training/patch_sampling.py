@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ..data.augment import colour_jitter, random_dihedral
+from ..data.augment import colour_jitter, random_dihedral, stain_jitter
 from ..data.points import PointAnnotatedImage
 from ..models.patch_cnn import SC_WINDOW, proximity
 from ..models.patch_gcn import PATCH
@@ -72,13 +72,15 @@ def draw(rng: np.random.Generator, pools: list[tuple[Pool, int]]) -> Pool:
 
 
 def augmented(rng: np.random.Generator, patches: np.ndarray, windows: np.ndarray | None = None,
-              jitter: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Random dihedral moves (shared with the windows) and colour jitter; patches as (N, 3, 27, 27) in [0, 1]."""
+              stain_strength: float = 0.0) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Random dihedral moves (shared with the windows), HED stain jitter of ``stain_strength`` (0: none) and colour
+    jitter; patches as (N, 3, 27, 27) in [0, 1]."""
     moved_patches, moved_windows = [], []
     for n, patch in enumerate(patches):
         arrays = [patch] if windows is None else [patch, windows[n]]
         moved = random_dihedral(rng, *arrays)
-        moved_patches.append(colour_jitter(rng, moved[0]) if jitter else moved[0])
+        patch = stain_jitter(rng, moved[0], stain_strength) if stain_strength else moved[0]
+        moved_patches.append(colour_jitter(rng, patch))
         if windows is not None:
             moved_windows.append(moved[1])
     return as_tensor(np.stack(moved_patches)), None if windows is None else torch.from_numpy(np.stack(moved_windows))

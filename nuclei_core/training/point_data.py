@@ -22,6 +22,8 @@ def add_point_training_arguments(parser: argparse.ArgumentParser, steps: int, ba
     parser.add_argument("--points-dir", help="folder of <image>.csv files with x,y columns")
     parser.add_argument("--split-csv", help="CSV with image_id,split columns (else a seeded 90/10 split)")
     parser.add_argument("--radius", type=float, default=6.0, help="matching radius in px for validation F1")
+    parser.add_argument("--stain-jitter", type=float, default=0.0,
+                        help="HED stain augmentation strength (0 = off; 0.05 is Tellez et al.'s light setting)")
     add_run_arguments(parser, steps, batch_size, learning_rate)
 
 

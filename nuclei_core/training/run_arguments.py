@@ -4,43 +4,84 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import interrupts
 from ..allocator import keep_freed_memory
-from ..errors import InputError, NucleiError
+from ..errors import InputError, NucleiError, OneLineArgumentParser
 from ..models.base import PRECISIONS
+from ..validation import check_not_an_input, check_output_suffix
 from .trainer import TrainSettings
 
+# Weights a training script reads, which its --output and --checkpoint must never replace.
+INPUT_WEIGHTS = ("init_weights", "stage1_weights")
+# Numbers that may be infinite (no time limit); every other number must be finite.
+MAY_BE_INFINITE = ("max_minutes",)
 
-def at_least_zero(convert: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type: ``convert`` of the text, refused (a one-line parser error) when negative."""
+
+def at_least(convert: Callable[[str], Any], low: float, strictly: bool = False) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` of the text, refused (a one-line parser error) below ``low`` (or at it,
+    ``strictly``)."""
 
     def parse(text: str) -> Any:
         value = convert(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+        if value < low or (strictly and value == low):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strictly else 'at least'} {low:g}, not {text}")
         return value
 
+    parse.__name__ = convert.__name__  # argparse names it in "invalid int value: ..."
     return parse
+
+
+def check_training_arguments(args: argparse.Namespace) -> None:
+    """Every number finite (but for a time limit), ``--output`` a .pt file, and neither it nor ``--checkpoint``
+    one of the weights the run reads."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not (math.isfinite(value) or (name in MAY_BE_INFINITE and value > 0)):
+            raise InputError(f"--{name.replace('_', '-')}={value} is not a finite number")
+    check_output_suffix("--output", args.output, [".pt"])
+    inputs = {f"--{name.replace('_', '-')}": getattr(args, name) for name in INPUT_WEIGHTS if getattr(args, name, None)}
+    for name in ("output", "checkpoint"):
+        if getattr(args, name, None):
+            check_not_an_input(f"--{name}", getattr(args, name), inputs)
+
+
+class TrainingArgumentParser(OneLineArgumentParser):
+    """A training script's parser: one-line errors, and the arguments checked (``check_training_arguments``)."""
+
+    def parse_args(self, args: list[str] | None = None, namespace: argparse.Namespace | None = None) -> Any:
+        parsed = super().parse_args(args, namespace)
+        try:
+            check_training_arguments(parsed)
+        except InputError as exc:
+            self.error(str(exc))
+        return parsed
+
+
+def training_parser(doc: str) -> TrainingArgumentParser:
+    """The parser of the training script whose module docstring is ``doc``."""
+    return TrainingArgumentParser(description=doc.split("\n")[0])
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, steps: int, batch_size: int, learning_rate: float) -> None:
     """Output, checkpoint and run-length arguments, with these defaults."""
     parser.add_argument("--output", required=True, help="weights file to write (.pt, fp16)")
     parser.add_argument("--checkpoint", help="resumable checkpoint (default: <output>.ckpt)")
-    parser.add_argument("--steps", type=int, default=steps)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
-    parser.add_argument("--learning-rate", type=float, default=learning_rate)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--max-minutes", type=float, default=float("inf"), help="stop (resumably) after this")
+    parser.add_argument("--steps", type=at_least(int, 0), default=steps, help="training steps (0: none)")
+    parser.add_argument("--batch-size", type=at_least(int, 1), default=batch_size)
+    parser.add_argument("--learning-rate", type=at_least(float, 0, strictly=True), default=learning_rate)
+    parser.add_argument("--eval-every", type=at_least(int, 1), default=250, help="validate every this many steps")
+    parser.add_argument("--max-minutes", type=at_least(float, 0, strictly=True), default=float("inf"),
+                        help="stop (resumably) after this")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--loader-workers", type=at_least_zero(int), default=0,
+    parser.add_argument("--loader-workers", type=at_least(int, 0), default=0,
                         help="draw the training batches in this many worker processes (0: in the training process); "
                              "with workers each step's batch has its own seeded generator, so the batches differ from "
                              "a run without workers but not between worker counts (a resumed run must keep the mode)")
-    parser.add_argument("--fit-minutes", type=at_least_zero(float), default=0.0,
+    parser.add_argument("--fit-minutes", type=at_least(float, 0), default=0.0,
                         help="time the first steps, then cut --steps to the multiple of --eval-every whose training "
                              "steps fit in this many minutes (validation not counted); the run log records the "
                              "steps chosen, which --steps repeats (but for the learning rate of the timed steps, "
@@ -126,10 +167,16 @@ def load_start_weights(model: Any, start: Any, path: str, architecture_keys: tup
 
 def run_training_script(main: Callable[[], None]) -> None:
     """Run a training script's ``main`` from the command line: bad input (a NucleiError) ends it with one line on
-    stderr and the error's exit code instead of a traceback. Freed memory is kept for reuse, as in the CLIs."""
+    stderr and the error's exit code instead of a traceback, and so does Ctrl-C (exit code 130; the run resumes
+    from its last checkpoint). Freed memory is kept for reuse, as in the CLIs."""
     keep_freed_memory()
+    interrupts.ctrl_c_as_exception()
     try:
         main()
     except NucleiError as exc:
         print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: interrupted; the same command resumes from the last checkpoint",
+              file=sys.stderr)
+        raise SystemExit(interrupts.EXIT_CODE) from None

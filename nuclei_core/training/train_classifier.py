@@ -9,7 +9,6 @@ learning rate; the checkpoint with the best validation weighted F1 is kept. Exam
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,8 @@ from ..models.nucleus_classifier import (
     NucleusClassifier,
     centred_patches,
 )
-from .run_arguments import add_device_argument, add_run_arguments, run_training_script, settings_from, write_run_log
+from .run_arguments import (add_device_argument, add_run_arguments, run_training_script, settings_from,
+                            training_parser, write_run_log)
 from .trainer import train
 
 
@@ -65,7 +65,7 @@ def make_sampler(classifier: NucleusClassifier, images: list[PointAnnotatedImage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__)
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="DCRN")
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder (CRCHisto inside)")
     parser.add_argument("--shift", type=int, default=2, help="random displacement of the patch centre (px)")

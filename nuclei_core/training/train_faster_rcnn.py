@@ -12,7 +12,6 @@ that, on existing weights). Example (shipped weights)::
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -27,7 +26,7 @@ from ..models.base import resolve_device
 from ..models.faster_rcnn import DEFAULT_CONFIG, FasterRCNNDetector
 from ..stains import HaematoxylinPreparation
 from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, retune_saved,
-                            run_training_script, save_best, settings_from)
+                            run_training_script, save_best, settings_from, training_parser)
 from .trainer import train
 
 TRAINING_SETS = ("monuseg", "consep")
@@ -119,7 +118,7 @@ def tune_detection(model: FasterRCNNDetector, images: list[tuple[np.ndarray, np.
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__)
     parser.add_argument("--widths", type=int, nargs="+", default=DEFAULT_CONFIG["widths"])
     parser.add_argument("--patch-size", type=int, default=256)
     parser.add_argument("--gain-jitter", type=float, default=0.1, help="haematoxylin scaled by 1 +- this")

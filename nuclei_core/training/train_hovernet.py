@@ -17,7 +17,6 @@ rescaling and HSV from those weights (add ``--plain`` to both for the ablation, 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
 import numpy as np
@@ -31,8 +30,8 @@ from ..metrics.segmentation import PanopticAccumulator, panoptic_quality
 from ..models.base import resolve_device
 from ..models.hovernet import DEFAULT_CONFIG, HoVerNet
 from ..postprocess.hover import distance_targets, instance_types
-from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, at_least_zero,
-                            load_start_weights, retune_saved, run_training_script, save_best, settings_from)
+from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, at_least, load_start_weights,
+                            retune_saved, run_training_script, save_best, settings_from, training_parser)
 from .trainer import train
 
 UNTYPED = -1  # the class target of pixels of images without classes: no class loss there
@@ -216,13 +215,13 @@ def choose_setting(candidates: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__)
     parser.add_argument("--plain", action="store_true", help="the ablation: no squeeze-excitation, no coordinate "
                                                               "attention")
     parser.add_argument("--widths", type=int, nargs="+", default=DEFAULT_CONFIG["widths"])
     parser.add_argument("--class-weights", type=float, nargs="+", default=[1.0, 1.0, 1.0, 1.0, 1.0],
                         help="cross-entropy weight of background and each class, in order")
-    parser.add_argument("--gradient-loss-weight", type=at_least_zero(float), default=0.0,
+    parser.add_argument("--gradient-loss-weight", type=at_least(float, 0), default=0.0,
                         help="weight of the distance maps' gradient error inside nuclei (HoVer-Net's MSGE; its "
                              "paper uses 2); 0: MSE alone, as the shipped weights were trained")
     parser.add_argument("--patch-size", type=int, default=128)

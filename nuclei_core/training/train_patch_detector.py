@@ -36,13 +36,14 @@ from ..models.patch_gcn import PATCH, PatchGCN
 from ..postprocess.nms import nms_points
 from .patch_sampling import MARGIN, PatchSource, Pool, as_tensor, augmented, channel_statistics, draw
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .run_arguments import run_training_script, settings_from
+from .run_arguments import load_start_weights, run_training_script, settings_from, training_parser
 from .trainer import train
 
 THRESHOLDS = np.round(np.concatenate([[0.02, 0.03], np.arange(0.05, 0.96, 0.05)]), 2)
 NMS_BOXES = (8, 10, 12, 14, 16, 18, 20)
 SMOOTHING = (0.0, 1.0, 2.0)
 NEAR = 10.0  # px: negatives closer than this to a centre are "near misses", sampled on purpose
+ARCHITECTURE_KEYS = ("channels", "hidden", "order", "stage2_order", "stage2_context")  # what --init-weights shares
 BASE_CONFIG: dict[str, dict[str, Any]] = {
     "Cascade-GCN": {"channels": [36, 48], "hidden": 32, "stage1_threshold": 0.5},
     "CP-CNN": {"channels": [36, 48], "hidden": 256},
@@ -59,26 +60,27 @@ def classification_loss(kind: str) -> Callable[[torch.Tensor, torch.Tensor], tor
 
 
 def patch_inputs(source: PatchSource, picks: Pool, context: list[np.ndarray] | None = None,
-                 rng: np.random.Generator | None = None) -> torch.Tensor:
-    """(N, 3, 27, 27) RGB patches at the picked pixels (augmented when ``rng`` is given), with the matching
-    patch of the reflect-padded ``context`` maps (stage 1's probability) as a fourth channel when given."""
+                 rng: np.random.Generator | None = None, stain_strength: float = 0.0) -> torch.Tensor:
+    """(N, 3, 27, 27) RGB patches at the picked pixels (augmented when ``rng`` is given, stain-jittered by
+    ``stain_strength``), with the matching patch of the reflect-padded ``context`` maps (stage 1's probability)
+    as a fourth channel when given."""
     maps = None if context is None else np.stack([context[i][r:r + PATCH, c:c + PATCH] for i, r, c in picks])
     if rng is None:
         patches, extra = as_tensor(source.patches(picks)), None if maps is None else torch.from_numpy(maps)
     else:
-        patches, extra = augmented(rng, source.patches(picks), maps)
+        patches, extra = augmented(rng, source.patches(picks), maps, stain_strength)
     return patches if extra is None else torch.cat([patches, extra[:, None].float()], dim=1)
 
 
 def classifier_batches(source: PatchSource, pools: list[tuple[Pool, int, float]],
-                       context: list[np.ndarray] | None = None):
+                       context: list[np.ndarray] | None = None, stain_strength: float = 0.0):
     """A sampler of augmented patches from labelled pixel pools ``(pool, count per batch, label)``."""
     pools = [p for p in pools if len(p[0])]
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         picks = draw(rng, [(pool, count) for pool, count, _ in pools])
         labels = np.concatenate([np.full(count, label, np.float32) for _, count, label in pools])
-        return patch_inputs(source, picks, context, rng), torch.from_numpy(labels)
+        return patch_inputs(source, picks, context, rng, stain_strength), torch.from_numpy(labels)
 
     return sample
 
@@ -98,12 +100,13 @@ def classifier_validator(source: PatchSource, pools: list[tuple[Pool, int, float
     return validate
 
 
-def regression_batches(source: PatchSource, pools: list[tuple[Pool, int]], radius: float):
+def regression_batches(source: PatchSource, pools: list[tuple[Pool, int]], radius: float,
+                       stain_strength: float = 0.0):
     """A sampler of augmented patches with their SC-CNN proximity windows."""
 
     def sample(rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         picks = draw(rng, pools)
-        return augmented(rng, source.patches(picks), source.proximity_windows(picks, radius))
+        return augmented(rng, source.patches(picks), source.proximity_windows(picks, radius), stain_strength)
 
     return sample
 
@@ -215,6 +218,9 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
         if isinstance(module, (PatchGCN, PatchCNN)):  # RGB statistics; stage 2's context channel follows
             module.mean[:, :3] = mean
             module.std[:, :3] = std
+    if args.init_weights:  # fine-tuning: the start's network and its input standardisation
+        load_start_weights(model, DETECTORS[args.model].from_weights(args.init_weights), args.init_weights,
+                           ARCHITECTURE_KEYS)
     d, n = args.centre_distance, args.batch_size
     checkpoint = Path(args.checkpoint or args.output + ".ckpt")
     record: dict[str, Any] = {}
@@ -230,7 +236,8 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
             return [(source.pool_by_distance(-1, 6.0), int(0.6 * n)),
                     (source.pool_by_distance(-1, np.inf), n - int(0.6 * n))]
 
-        record["network"] = fit(model.network, regression_batches(train_source, pools(train_source), radius),
+        record["network"] = fit(model.network,
+                                regression_batches(train_source, pools(train_source), radius, args.stain_jitter),
                                 lambda raw, windows: F.mse_loss(sc_window_maps(raw, radius), windows),
                                 regression_validator(val_source, [(p, 30 * c) for p, c in pools(val_source)],
                                                      radius, args.seed), args, checkpoint, log)
@@ -241,7 +248,8 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
     else:
         first = model.network.stage1 if args.model == "Cascade-GCN" else model.network
         record["stage1" if args.model == "Cascade-GCN" else "network"] = fit(
-            first, classifier_batches(train_source, labelled_pools(train_source)), classification_loss(args.loss),
+            first, classifier_batches(train_source, labelled_pools(train_source), stain_strength=args.stain_jitter),
+            classification_loss(args.loss),
             classifier_validator(val_source, [(p, 30 * c, y) for p, c, y in labelled_pools(val_source)], args.seed),
             args, checkpoint.with_suffix(".stage1.ckpt") if args.model == "Cascade-GCN" else checkpoint, log)
     if args.model == "Cascade-GCN":
@@ -268,7 +276,8 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
             values = np.concatenate([m.ravel() for m in train_first])
             model.network.stage2.mean[:, 3] = float(values.mean())
             model.network.stage2.std[:, 3] = float(values.std())
-        record["stage2"] = fit(model.network.stage2, classifier_batches(train_source, pools2, train_context),
+        record["stage2"] = fit(model.network.stage2,
+                               classifier_batches(train_source, pools2, train_context, args.stain_jitter),
                                classification_loss(args.loss),
                                classifier_validator(val_source, survivor_pools(val_source, val_first, 3000), args.seed,
                                                     val_context),
@@ -278,7 +287,7 @@ def train_detector(args: argparse.Namespace, train_set: list[PointAnnotatedImage
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__)
     parser.add_argument("--model", choices=sorted(DETECTORS), required=True)
     parser.add_argument("--loss", choices=("bce", "focal"), default="bce", help="classifiers' loss (SC-CNN: MSE)")
     add_point_training_arguments(parser, steps=3000, batch_size=100, learning_rate=1e-3)
@@ -291,6 +300,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="Cascade-GCN: stage 2's Chebyshev order, when it differs from --order")
     parser.add_argument("--stage1-weights",
                         help="Cascade-GCN: take stage 1 from these weights (same architecture) and train only stage 2")
+    parser.add_argument("--init-weights",
+                        help="start from these weights of the same detector and architecture (fine-tuning: their input "
+                             "standardisation is kept) instead of a random network")
     parser.add_argument("--stage2-context", action="store_true",
                         help="Cascade-GCN: stage 2's nodes also carry stage 1's probability (auto-context)")
     parser.add_argument("--stage1-recall", type=float, default=0.98, help="share of nuclei stage 1 must keep")

@@ -26,7 +26,6 @@ Fine-tune on your own images and instance label maps (same file names)::
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 
@@ -50,7 +49,7 @@ from ..models.segmenter import (ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_
 from ..postprocess.instances import instance_targets, split_instances
 from .graph_attention_loss import magnification_balanced_focal_loss
 from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
-                            retune_saved, run_training_script, save_best, settings_from)
+                            retune_saved, run_training_script, save_best, settings_from, training_parser)
 from .trainer import train
 
 FOREGROUND_THRESHOLDS = (0.4, 0.5, 0.6)
@@ -177,7 +176,7 @@ def tune_postprocessing(model: NucleusSegmenter, validation: dict[str, list[Inst
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__)
     parser.add_argument("--architecture", choices=(*ARCHITECTURES, GRAPH_ATTENTION), default="R2U-Net")
     parser.add_argument("--loss", choices=tuple(LOSSES), default="bce-dice",
                         help="bce-dice: BCE + soft Dice of the output maps; bce: plain BCE of the output maps; "

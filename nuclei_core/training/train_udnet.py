@@ -11,7 +11,6 @@ Examples (the shipped weights; their model cards give the exact commands)::
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from ..models.udnet import DEFAULT_CONFIG, UDNet
 from ..postprocess.peaks import find_peaks
 from .density import density_target
 from .point_data import add_point_training_arguments, train_and_validation_sets
-from .run_arguments import add_device_argument, run_training_script, settings_from, write_run_log
+from .run_arguments import add_device_argument, run_training_script, settings_from, training_parser, write_run_log
 from .trainer import train
 
 THRESHOLDS = np.round(np.arange(0.05, 0.71, 0.05), 2)
@@ -75,13 +74,11 @@ def make_validator(model: UDNet, dataset: list[PointAnnotatedImage], radius: flo
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = training_parser(__doc__)
     add_point_training_arguments(parser, steps=8000, batch_size=8, learning_rate=2e-4)
     parser.add_argument("--patch-size", type=int, default=128)
     parser.add_argument("--target-radius", type=int, default=3, help="disc radius (px) the centres are dilated to")
     parser.add_argument("--target-sigma", type=float, default=2.0, help="Gaussian smoothing of the discs (px)")
-    parser.add_argument("--stain-jitter", type=float, default=0.0,
-                        help="HED stain augmentation strength (0 = off; 0.05 is Tellez et al.'s light setting)")
     parser.add_argument("--init-weights", help="start from these weights (.pt) instead of a random network")
     add_device_argument(parser)
     parser.add_argument("--version", default="udnet-crchisto-1", help="weights version recorded in outputs")
