@@ -14,7 +14,7 @@ from typing import Any
 
 from shapely.geometry import MultiPolygon
 
-from . import __version__
+from . import __version__, interrupts
 from .allocator import keep_freed_memory
 from .cli_spec import cli_parameters, cli_parser
 from .engine.analysis import EngineSettings, ModelSpec, analyse_slide, check_scheduler
@@ -156,7 +156,7 @@ def run_guarded(cli_name: str, action: Callable[[argparse.Namespace], None], arg
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{cli_name}: interrupted; no output written", file=sys.stderr)
-        return 130
+        return interrupts.EXIT_CODE
     except Exception as exc:  # a bug, not bad input: still one line, the traceback only on request
         if os.environ.get("NUCLEI_DEBUG"):
             traceback.print_exc()

@@ -62,12 +62,13 @@ def run_in_process(cli_name: str, argv: list[str]) -> str | None:
     return None if code == 0 else held.message or f"exit code {code}"
 
 
-def argument_problem(cli_name: str, argv: list[str]) -> str | None:
-    """Why ``cli_name`` would refuse ``argv`` at once (an unknown flag, a number not finite or out of range), or
-    None: checked before a slide is downloaded or a method run."""
+def argument_problem(cli_name: str, options: list[str]) -> str | None:
+    """Why ``cli_name`` would refuse its ``options`` at once (an unknown flag, a number not finite or out of range),
+    or None: checked before a slide is downloaded or a method run (a slide and an output are named for the check,
+    which reads neither)."""
     with held_error_line(cli_name) as held:
         try:
-            args = cli_parser(cli_name).parse_args(argv)
+            args = cli_parser(cli_name).parse_args(["slide.svs", "nuclei.anot", *options])
         except SystemExit:
             return held.message or "its arguments cannot be read"
     try:

@@ -145,8 +145,8 @@ def run_cli(cli_name: str, slide: Path, output: Path, cli_args: list[str]) -> Pa
 
 
 def check_cli_arguments(cli_name: str, cli_args: list[str]) -> None:
-    """The CLI's own options checked before any slide is downloaded (a slide and an output named for the check)."""
-    problem = argument_problem(cli_name, ["slide.svs", "nuclei.anot", *cli_args])
+    """The CLI's own options checked before any slide is downloaded."""
+    problem = argument_problem(cli_name, cli_args)
     if problem:
         raise InputError(f"{cli_name}: {problem}")
 

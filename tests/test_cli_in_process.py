@@ -24,10 +24,9 @@ def test_the_error_line_is_held_and_everything_else_passes_through():
 
 
 def test_argument_problems_are_found_without_running_anything():
-    assert argument_problem("UDNetDetection", ["s.svs", "n.anot", "--min_distance", "3"]) is None
-    assert argument_problem("UDNetDetection", ["s.svs", "n.anot", "--min_fgnd_frac", "nan"]) == (
-        "min_fgnd_frac=nan is not a finite number")
-    assert "unrecognized arguments: --nope" in argument_problem("UDNetDetection", ["s.svs", "n.anot", "--nope"])
+    assert argument_problem("UDNetDetection", ["--min_distance", "3"]) is None
+    assert argument_problem("UDNetDetection", ["--min_fgnd_frac", "nan"]) == "min_fgnd_frac=nan is not a finite number"
+    assert "unrecognized arguments: --nope" in argument_problem("UDNetDetection", ["--nope"])
 
 
 def _evaluate(slide, tmp_path, options: str) -> list[str]:

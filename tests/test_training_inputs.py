@@ -54,8 +54,17 @@ def test_bad_numbers_and_choices_are_one_line_errors(arguments, message, tmp_pat
         train_udnet.main(["--dataset", "crchisto", *arguments, "--output", str(tmp_path / "w.pt")])
     assert exit_.value.code == 2
     line = one_error_line(capsys)
-    assert line.startswith("train_udnet.py: error:") or line.startswith(f"{Path(sys.argv[0]).name}: error:")
+    assert line.startswith(f"{Path(sys.argv[0]).name}: error:")  # argparse's program name, in process
     assert message in line and not (tmp_path / "w.pt").exists()
+
+
+def test_a_list_of_numbers_with_nan_is_a_one_line_error(tmp_path, capsys):
+    from nuclei_core.training import train_hovernet
+
+    with pytest.raises(SystemExit) as exit_:
+        train_hovernet.main(["--class-weights", "1", "nan", "1", "1", "1", "--output", str(tmp_path / "w.pt")])
+    assert exit_.value.code == 2
+    assert "--class-weights=1,nan,1,1,1 is not a finite number" in one_error_line(capsys)
 
 
 def test_output_without_pt_or_that_is_the_starting_weights_is_refused_and_they_are_kept(tmp_path, capsys):

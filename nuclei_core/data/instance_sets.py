@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from ..errors import InputError
 from .images import read_image
 from .public_sets import SHARED_DATA, TILE_SETS, check_request, held_out_names, tile_set_names

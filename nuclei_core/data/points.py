@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from ..engine.geometry import check_on_slide
 from ..errors import InputError
 from ..nuclei import Nuclei

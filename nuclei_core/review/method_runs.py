@@ -47,7 +47,7 @@ def parse_method(cli: str, options: str = "") -> MethodRun:
     if cli not in METHOD_CLIS:
         raise InputError(f"unknown method {cli!r}: choose from {', '.join(METHOD_CLIS)}")
     method = MethodRun(cli, options.strip())
-    problem = argument_problem(cli, ["slide.svs", "nuclei.anot", *method.argv()])
+    problem = argument_problem(cli, method.argv())
     if problem:
         raise InputError(f"the options of {method.label} are refused: {problem}")
     return method

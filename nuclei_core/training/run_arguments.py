@@ -40,8 +40,10 @@ def check_training_arguments(args: argparse.Namespace) -> None:
     """Every number finite (but for a time limit), ``--output`` a .pt file, and neither it nor ``--checkpoint``
     one of the weights the run reads."""
     for name, value in vars(args).items():
-        if isinstance(value, float) and not (math.isfinite(value) or (name in MAY_BE_INFINITE and value > 0)):
-            raise InputError(f"--{name.replace('_', '-')}={value} is not a finite number")
+        numbers = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, float)]
+        if not all(math.isfinite(v) or (name in MAY_BE_INFINITE and v > 0) for v in numbers):
+            shown = ",".join(f"{v:g}" for v in numbers) if isinstance(value, list) else f"{value}"
+            raise InputError(f"--{name.replace('_', '-')}={shown} is not a finite number")
     check_output_suffix("--output", args.output, [".pt"])
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name) for name in INPUT_WEIGHTS if getattr(args, name, None)}
     for name in ("output", "checkpoint"):

@@ -12,7 +12,6 @@ that, on existing weights). Example (shipped weights)::
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from scipy import ndimage
