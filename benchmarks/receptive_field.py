@@ -6,7 +6,8 @@ a window around each nucleus's centre goes through the network as its CLI prepar
 the centre pixel's nucleus logit with respect to the input is taken. The radius holding 50 % / 90 % / 99 % of the
 gradient's absolute mass, averaged over the nuclei, is set beside the nuclei's own radius (of a circle of their
 area): a network whose 90 % radius is under the nucleus radius decides a centre pixel without seeing the
-nucleus's border. Extra weights files (``--weights``, e.g. a candidate) are measured beside the shipped ones.
+nucleus's border. Extra weights files (``--weights``, e.g. a candidate) are measured beside the shipped ones, and
+MM-GAT's wirings untrained (three initialisations each), which shows what a wiring reaches before training.
 """
 
 from __future__ import annotations
@@ -28,11 +29,16 @@ from nuclei_core.data.public_sets import SHARED_DATA  # noqa: E402
 from nuclei_core.models.base import NucleusModel, load_checkpoint  # noqa: E402
 from nuclei_core.models.hovernet import DEFAULT_WEIGHTS as HOVERNET_WEIGHTS, HoVerNet  # noqa: E402
 from nuclei_core.models.nucleus_classifier import centred_patches  # noqa: E402
-from nuclei_core.models.segmenter import DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS, NucleusSegmenter  # noqa: E402
+from nuclei_core.models.segmenter import (DEFAULT_WEIGHTS as SEGMENTER_WEIGHTS, GRAPH_ATTENTION,  # noqa: E402
+                                         NucleusSegmenter, default_config)
 
 WINDOW = 192  # px around each centre: a multiple of every network's size multiple (16)
 NUCLEI_PER_IMAGE = 16
 MASS_SHARES = (0.5, 0.9, 0.99)
+UNTRAINED_WIRINGS = {"flat": {"wiring": "flat", "readout": "full-resolution"},  # the first weights'
+                     "typed": {"wiring": "typed", "readout": "full-resolution"},
+                     "typed + reconstruction": {"wiring": "typed", "readout": "reconstruction"}}  # the paper's
+UNTRAINED_SEEDS = (0, 1, 2)
 
 
 def load_model(path: Path) -> NucleusModel:
@@ -82,6 +88,22 @@ def mass_radii(model: NucleusModel, windows: np.ndarray) -> np.ndarray:
     return np.array(radii)
 
 
+def radius_row(network: str, weights: str, models: list[NucleusModel], windows: np.ndarray,
+               nucleus_radii: np.ndarray) -> dict:
+    """The table row of one network: the mass radii over ``windows``, averaged over ``models`` (several seeds of an
+    untrained network, or one trained one) and the nuclei."""
+    radii = np.mean([mass_radii(model, windows) for model in models], axis=0)
+    return {"network": network, "weights": weights, "nuclei": len(windows),
+            **{f"radius {share:.0%} px": float(radii[:, i].mean()) for i, share in enumerate(MASS_SHARES)},
+            "90 % within the nucleus": float(np.mean(radii[:, 1] <= nucleus_radii))}
+
+
+def untrained_graph_network(wiring: dict[str, str], seed: int) -> NucleusSegmenter:
+    """An MM-GAT of the default size with this wiring and readout, initialised with ``seed``."""
+    torch.manual_seed(seed)
+    return NucleusSegmenter({**default_config(GRAPH_ATTENTION), **wiring})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED_DATA, help="the shared data folder")
@@ -92,20 +114,24 @@ def main() -> None:
     windows, nucleus_radii = centre_windows(load_instance_set("monuseg", "val", args.data))
     files = {**{f"HoVer-Net {name}": path for name, path in HOVERNET_WEIGHTS.items()},
              **SEGMENTER_WEIGHTS, **{path.stem: path for path in args.weights}}
-    rows = []
-    for label, path in files.items():
-        radii = mass_radii(load_model(path), windows)
-        rows.append({"network": label, "weights": path.name, "nuclei": len(windows),
-                     **{f"radius {share:.0%} px": float(radii[:, i].mean()) for i, share in enumerate(MASS_SHARES)},
-                     "90 % within the nucleus": float(np.mean(radii[:, 1] <= nucleus_radii))})
+    rows = [radius_row(label, path.name, [load_model(path)], windows, nucleus_radii) for label, path in files.items()]
+    untrained = [radius_row(f"MM-GAT, {name} wiring", f"untrained, seeds {', '.join(map(str, UNTRAINED_SEEDS))}",
+                            [untrained_graph_network(wiring, seed) for seed in UNTRAINED_SEEDS], windows, nucleus_radii)
+                 for name, wiring in UNTRAINED_WIRINGS.items()]
     body = (f"## MoNuSeg validation nuclei (40x), {WINDOW} px windows around their centres\n\n"
             f"Nucleus radius (a circle of the nucleus's area): median {np.median(nucleus_radii):.1f} px, "
             f"mean {nucleus_radii.mean():.1f} px over {len(windows)} nuclei.\n\n{table(rows)}\n\n"
             "radius X %: the radius around the centre pixel holding X % of the absolute gradient of its nucleus "
             "logit with respect to the input (mean over the nuclei); 90 % within the nucleus: the share of nuclei "
-            "whose 90 % radius is at most their own radius.\n")
+            "whose 90 % radius is at most their own radius.\n\n"
+            "### MM-GAT's wirings untrained (default size, mean of three initialisations)\n\n"
+            "What each wiring reaches before any training: flat (one softmax over all 14 edges, levels updated at "
+            "once: the first weights'), typed (one softmax per edge type, levels updated coarsest first, "
+            "full-resolution positions fixed) and typed with the weighted reconstruction of every level "
+            f"(the paper's).\n\n{table(untrained)}\n")
     print(write_result("receptive_field", "Effective receptive field of the segmentation networks", body,
-                       {"rows": rows, "nucleus_radius_median": float(np.median(nucleus_radii))}))
+                       {"rows": rows, "untrained": untrained,
+                        "nucleus_radius_median": float(np.median(nucleus_radii))}))
     print(body)
 
 

@@ -30,9 +30,9 @@ def machine() -> str:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """A Markdown table of dicts sharing the same keys."""
+    """A Markdown table of dicts sharing the same keys (None shown as a dash)."""
     keys = list(rows[0])
-    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    cell = lambda v: f"{v:.4g}" if isinstance(v, float) else "—" if v is None else str(v)  # noqa: E731
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
-"""Multi-magnification graph attention segmentation: the graph, the attention layer against a plain edge-list
-implementation, learnable positions, the magnification-balanced loss, weights, training and the CLI."""
+"""Multi-magnification graph attention segmentation: the graph, both attention layers (flat and typed) against
+plain edge-list implementations, learnable positions, the reach of one typed layer, the weighted reconstruction,
+both multi-level losses, weights, training and the CLI."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from torch.nn import functional as F
 from nuclei_core.data.instance_sets import load_instance_set
 from nuclei_core.metrics.segmentation import dice
 from nuclei_core.models.base import WEIGHTS_DIR, load_checkpoint
-from nuclei_core.models.graph_attention import (GraphAttentionLayer, MultiMagnificationGAT, PyramidGraph,
-                                                image_pyramid, project)
+from nuclei_core.errors import InputError
+from nuclei_core.models.graph_attention import GraphAttentionLayer, PyramidGraph, image_pyramid, project
+from nuclei_core.models.graph_attention_network import MultiMagnificationGAT, full_resolution_first_weights
+from nuclei_core.models.graph_attention_typed import TypedGraphAttentionLayer
 from nuclei_core.models.segmenter import DEFAULT_WEIGHTS, GRAPH_ATTENTION, GraphAttentionSegmenter
 from nuclei_core.training import train_segmenter
 from nuclei_core.training.graph_attention_loss import (balanced_level_weights, level_weight_field,
-                                                       magnification_balanced_focal_loss)
+                                                       magnification_balanced_focal_loss, magnification_bce)
 from plugins.__main__ import main as plugins_main
 from annotation_files import nuclei_document
 
@@ -124,7 +127,8 @@ def test_positional_field_gives_every_magnification_the_same_total_weight():
 
 
 @pytest.mark.parametrize("weights, loss", [(WEIGHTS_DIR / "mmgat_nuclei.pt", "balanced-focal"),
-                                           (DEFAULT_WEIGHTS[GRAPH_ATTENTION], "bce")])  # the default: validation preferred BCE
+                                           (WEIGHTS_DIR / "mmgat_bce_nuclei.pt", "bce"),
+                                           (DEFAULT_WEIGHTS[GRAPH_ATTENTION], "bce")])  # the default: typed, BCE
 def test_shipped_weights_are_fp16_graph_attention_with_tuned_thresholds_and_a_card(weights, loss):
     checkpoint = load_checkpoint(weights)
     assert checkpoint["config"]["architecture"] == GRAPH_ATTENTION and checkpoint["config"]["loss"] == loss
@@ -170,3 +174,143 @@ def test_cli_outlines_nuclei_on_the_sample_slide(sample_svs, tmp_path):
         ring = np.array(element["points"])[:, :2]
         assert ring[:, 0].min() >= 760 and ring[:, 0].max() <= 1040  # the ROI and its edge nuclei
     assert len(json.loads(geojson.read_text())["features"]) == len(elements)
+
+
+def node_levels(graph: PyramidGraph) -> torch.Tensor:
+    """The level of every node, in the graph's node order."""
+    return torch.cat([torch.full((rows * cols,), level) for level, (rows, cols) in enumerate(graph.shapes)])
+
+
+def edge_list_typed_attention(layer: TypedGraphAttentionLayer, features: list[torch.Tensor],
+                              displacements: list[torch.Tensor], graph: PyramidGraph) -> torch.Tensor:
+    """The typed layer written plainly over the edge list: the levels updated one by one from the coarsest, each
+    edge typed by its ends' levels, one softmax per node and type, the parent's message taken whole, the
+    positional term of each edge's offset computed from absolute positions in the target level's node steps."""
+    source, target = graph.edges()
+    levels = node_levels(graph)
+    spacing = torch.stack([graph.spacing(level) for level in levels.tolist()])  # (N, 3) per node
+    start = as_nodes(graph.starting_positions(features[0].shape[0]))
+    where = start + as_nodes(displacements) * spacing
+    old = as_nodes(features)
+    new = old.clone()
+    heads, channels = layer.heads, old.shape[-1]
+
+    def value(kind: str, nodes: torch.Tensor) -> torch.Tensor:
+        return (layer.norm(nodes) @ layer.value[kind].weight[:, :, 0, 0].T).view(*nodes.shape[:-1], heads, -1)
+
+    for level in reversed(range(graph.levels)):
+        for node in torch.nonzero(levels == level).flatten().tolist():
+            messages = torch.zeros(old.shape[0], heads, channels // heads)
+            for kind, source_level in (("level", level), ("parent", level + 1), ("child", level - 1)):
+                edges = (target == node) & (levels[source] == source_level)
+                if not edges.any():
+                    continue
+                sources = source[edges]
+                values = value(kind, (new if kind == "parent" else old)[:, sources])  # (B, K, heads, c)
+                if kind == "parent":
+                    messages += values[:, 0]
+                    continue
+                index = ("level", "child").index(kind)
+                offset = (where[:, sources] - where[:, node, None]) / spacing[node]
+                target_terms = (layer.norm(old[:, node]) @ layer.target_score.weight[:, :, 0, 0].T
+                                + layer.target_score.bias).view(-1, 2, heads)[:, index]
+                scores = F.leaky_relu((values * layer.source_score[index]).sum(-1) + target_terms[:, None]
+                                      + layer.position_score[kind](offset), 0.2)
+                messages += (torch.softmax(scores, dim=1)[..., None] * values).sum(1)
+            new[:, node] = old[:, node] + (F.elu(messages.flatten(1)) @ layer.mix.weight[:, :, 0, 0].T
+                                           + layer.mix.bias)
+    return new
+
+
+def test_typed_grid_attention_equals_typed_attention_over_the_explicit_edge_list():
+    torch.manual_seed(0)
+    graph = PyramidGraph(8, 12, 3)
+    layer = TypedGraphAttentionLayer(8, 2, dropout=0.0).eval()
+    for parameter in layer.position_score.parameters():  # positional terms large enough to tell edges apart
+        parameter.data.mul_(4)
+    features = [torch.randn(2, rows, cols, 8) for rows, cols in graph.shapes]
+    displacements = [0.3 * torch.randn(2, rows, cols, 3) for rows, cols in graph.shapes]
+    with torch.no_grad():
+        torch.testing.assert_close(as_nodes(layer(features, displacements)),
+                                   edge_list_typed_attention(layer, features, displacements, graph),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def input_reach(network: MultiMagnificationGAT, size: int = 64) -> float:
+    """How far (px) from the centre pixel lies the farthest input pixel that moves its first output logit."""
+    images = torch.rand(1, 3, size, size, requires_grad=True)
+    network(images)[0, 0, size // 2, size // 2].backward()
+    rows, cols = torch.nonzero(images.grad.abs().sum(1)[0] > 0, as_tuple=True)
+    return float(torch.hypot(rows - size / 2.0, cols - size / 2.0).max())
+
+
+def test_one_typed_layer_carries_coarse_context_to_full_resolution():
+    torch.manual_seed(0)
+    sizes = {"levels": 5, "channels": 8, "heads": 2, "layers": 1, "position_updates": 1, "dropout": 0.0}
+    flat = MultiMagnificationGAT(wiring="flat", **sizes).eval()
+    typed = MultiMagnificationGAT(wiring="typed", **sizes).eval()
+    assert input_reach(flat) < 8, "a flat layer reaches a pixel's neighbours and its parent's block"
+    assert input_reach(typed) > 24, "levels updated coarsest first: the 16x level's neighbourhood reaches a pixel"
+
+
+def test_typed_wiring_keeps_full_resolution_positions_and_reconstructs_every_level():
+    torch.manual_seed(0)
+    network = MultiMagnificationGAT(levels=3, channels=8, heads=2, layers=2, position_updates=1, wiring="typed",
+                                    readout="reconstruction").eval()
+    images, targets = torch.rand(2, 3, 16, 16), (torch.rand(2, 2, 16, 16) > 0.5).float()
+    with torch.no_grad():
+        network.move[0][-1].bias.fill_(5.0)  # push every node as far as it may go
+        outputs, positions = network.level_outputs(images)
+        start = PyramidGraph(16, 16, 3).starting_positions(2)
+        assert torch.equal(positions[0], start[0].permute(0, 3, 1, 2)), "full-resolution nodes stay in place"
+        assert not torch.equal(positions[1], start[1].permute(0, 3, 1, 2))
+        network.level_shares.copy_(torch.tensor([[30.0, 0.0, 0.0], [0.0, 0.0, 30.0]]))
+        readout = network(images)
+    torch.testing.assert_close(readout[:, 0], outputs[0][:, 0], atol=1e-4, rtol=0)  # channel 0: full resolution
+    coarsest = F.interpolate(outputs[2], size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(readout[:, 1], coarsest[:, 1], atol=1e-4, rtol=0)  # channel 1: the coarsest level
+    network.level_shares.data.zero_()
+    magnification_bce(network, images, targets).backward()
+    assert network.level_shares.grad.abs().sum() > 0 and network.move[0][-1].weight.grad.abs().sum() > 0
+    assert all(torch.isfinite(p.grad).all() for p in network.parameters() if p.grad is not None)
+
+
+def test_magnification_bce_weights_full_resolution_highest_and_every_level_counts():
+    weights = full_resolution_first_weights(4)
+    assert float(weights.sum()) == pytest.approx(1.0) and torch.all(weights[:-1] == 2 * weights[1:])
+    torch.manual_seed(0)
+    network = MultiMagnificationGAT(levels=3, channels=8, heads=2, layers=2, position_updates=1, wiring="typed",
+                                    readout="reconstruction").eval()
+    images = torch.rand(1, 3, 16, 16)
+    targets = (torch.rand(1, 2, 16, 16) > 0.5).float()
+    with torch.no_grad():
+        outputs, _ = network.level_outputs(images)
+        level_terms = [F.binary_cross_entropy_with_logits(o, t) for o, t in zip(outputs, image_pyramid(targets, 3))]
+        expected = F.binary_cross_entropy_with_logits(network.reconstruct(outputs), targets) + sum(
+            w * term for w, term in zip(full_resolution_first_weights(3).tolist(), level_terms))
+        torch.testing.assert_close(magnification_bce(network, images, targets), expected)
+
+
+FLAT_WEIGHTS = WEIGHTS_DIR / "mmgat_bce_nuclei.pt"  # the first weights: saved before the typed wiring
+
+
+def test_weights_without_a_wiring_load_as_the_flat_network():
+    model = GraphAttentionSegmenter.from_weights(FLAT_WEIGHTS)
+    assert "wiring" not in load_checkpoint(FLAT_WEIGHTS)["config"]
+    assert model.network.wiring == "flat" and model.network.readout == "full-resolution"
+    assert isinstance(model.network.layers[0], GraphAttentionLayer)
+
+
+def test_training_the_paper_wiring_writes_loadable_weights_and_fine_tuning_names_a_wiring_mismatch(
+        shared_data, tmp_path):
+    output = tmp_path / "typed.pt"
+    common = ["--architecture", GRAPH_ATTENTION, "--dataset", "dsb2018", "--train-images", "2", "--val-images", "1",
+              "--steps", "2", "--eval-every", "2", "--batch-size", "2", "--patch-size", "32", "--tune-later"]
+    train_segmenter.main([*common, "--loss", "magnification-bce", "--graph-readout", "reconstruction",
+                          "--output", str(output)])
+    model = GraphAttentionSegmenter.from_weights(output)
+    assert (model.config["wiring"], model.config["readout"]) == ("typed", "reconstruction")
+    assert isinstance(model.network.layers[0], TypedGraphAttentionLayer)
+    with pytest.raises(InputError, match="wiring flat, this run asks for typed"):
+        train_segmenter.main([*common, "--init-weights", str(FLAT_WEIGHTS),
+                              "--output", str(tmp_path / "tuned.pt")])

@@ -14,7 +14,7 @@ from nuclei_core.data.instance_sets import InstanceAnnotatedImage, load_instance
 from nuclei_core.errors import InputError
 from nuclei_core.intensity import MIN_STRETCH_RANGE, STRETCH_PERCENTILES, stretch_intensity
 from nuclei_core.metrics.segmentation import aggregated_jaccard_index, dsb_mean_average_precision
-from nuclei_core.models.base import load_checkpoint
+from nuclei_core.models.base import WEIGHTS_DIR, load_checkpoint
 from nuclei_core.models.r2unet import RecurrentConv
 from nuclei_core.models.segmenter import (
     ARCHITECTURES,
@@ -374,7 +374,7 @@ def fluorescence_png(shared_data, tmp_path) -> tuple[InstanceAnnotatedImage, Pat
 
 @pytest.mark.parametrize("cli, network, expected", [
     ("R2UNetSegmentation", ["--architecture", "U-Net"], ("unet_nuclei", "unet_fluorescence")),
-    ("GraphAttentionSegmentation", [], ("mmgat_bce_nuclei", "mmgat_fluorescence"))])
+    ("GraphAttentionSegmentation", [], ("mmgat_typed_nuclei", "mmgat_typed_fluorescence"))])
 def test_cli_picks_the_weights_of_the_image_type(fluorescence_png, tmp_path, cli, network, expected):
     item, image = fluorescence_png
     true_count = len(np.unique(item.labels)) - 1
@@ -391,13 +391,15 @@ def test_cli_picks_the_weights_of_the_image_type(fluorescence_png, tmp_path, cli
 
 def test_cli_second_cut_is_tuned_with_the_weights_and_can_be_turned_off(fluorescence_png, tmp_path):
     item, image = fluorescence_png
+    weights = WEIGHTS_DIR / "mmgat_fluorescence.pt"  # the flat wiring's, whose cores leave nuclei of this image joined
     documents = {}
     for name, extra in (("tuned", []), ("off", ["--split_distance", "0"])):
         out = tmp_path / f"{name}.anot"
         assert plugins_main(["GraphAttentionSegmentation", str(image), str(out), "--input_mag", "40",
-                             "--min_fgnd_frac", "0", "--image_modality", "fluorescence", *extra]) == 0
+                             "--min_fgnd_frac", "0", "--model_weights", str(weights), *extra]) == 0
         documents[name] = nuclei_document(out)
-    assert documents["tuned"]["attributes"]["split_distance"] == 10  # tuned on validation, stored with the weights
+    tuned = load_checkpoint(weights)["config"]["split_distance"]
+    assert tuned > 0 and documents["tuned"]["attributes"]["split_distance"] == tuned  # stored with the weights
     assert documents["off"]["attributes"]["split_distance"] == 0
     true_count = len(np.unique(item.labels)) - 1
     counts = {name: len(document["elements"]) for name, document in documents.items()}

@@ -7,9 +7,11 @@ graph) and to the node that covers it one level up and the nodes it covers one l
 position in [0, 1]^3 (x, y, level) that the network moves during the forward pass (a small dense network
 iterates it); a node's features are the image's colour projected at its position (bilinear within a pyramid
 level, linear between levels) and its level, so moving a node changes what it sees. Residual graph attention
-layers (GAT scores with LeakyReLU, softmax over each node's incoming edges, plus a learned term of the edge's
-positional offset) mix the features; a linear head gives every node its outputs, and the full-resolution nodes
-make the (foreground, marker) maps the segmenter turns into instances.
+layers mix the features (here the first weights' flat layer: GAT scores with LeakyReLU, one softmax over each
+node's incoming edges, plus a learned term of the edge's positional offset; the paper's typed layer is in
+:mod:`nuclei_core.models.graph_attention_typed`); a linear head gives every node its outputs, and the network
+(:mod:`nuclei_core.models.graph_attention_network`) reads the (foreground, marker) maps the segmenter turns into
+instances from them.
 
 The graph is built with index arithmetic only, once per tile size; memory grows linearly with the tile's pixels:
 about 4/3 nodes and 14.6 edges per pixel.
@@ -116,16 +118,26 @@ def project(pyramid: list[torch.Tensor], positions: torch.Tensor) -> torch.Tenso
     return torch.cat([colour, positions[..., 2:]], dim=-1)
 
 
+def king_neighbours(grid: torch.Tensor, border: float = 0.0) -> list[torch.Tensor]:
+    """For every node of a channels-last (B, h, w, X) grid, the values of its 9 king neighbours (itself included,
+    row by row from the top left), ``border`` beyond the grid's border: one (B, h, w, X) grid per neighbour."""
+    height, width = grid.shape[1:3]
+    padded = F.pad(grid, (0, 0, 1, 1, 1, 1), value=border)
+    return [padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+def at_children(grid: torch.Tensor) -> torch.Tensor:
+    """A coarser level's channels-last (B, h, w, X) grid at the level below: each node's value at its 4 children."""
+    return grid.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+
+
 def incoming(grids: list[torch.Tensor], level: int, border: float = 0.0) -> list[torch.Tensor]:
     """For every node of ``level``, the channels-last grids' values at the sources of its incoming edges, one
     (B, h, w, X) grid per edge offset: the 9 king neighbours (self included; ``border`` beyond the image's
     border), then the node covering it one level up, then the 4 it covers one level down."""
-    grid = grids[level]
-    height, width = grid.shape[1:3]
-    padded = F.pad(grid, (0, 0, 1, 1, 1, 1), value=border)
-    sources = [padded[:, 1 + dy:1 + dy + height, 1 + dx:1 + dx + width] for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    sources = king_neighbours(grids[level], border)
     if level + 1 < len(grids):
-        sources.append(grids[level + 1].repeat_interleave(2, dim=1).repeat_interleave(2, dim=2))
+        sources.append(at_children(grids[level + 1]))
     if level > 0:
         sources += [grids[level - 1][:, row::2, col::2] for row in (0, 1) for col in (0, 1)]
     return sources
@@ -142,18 +154,25 @@ class Pointwise(nn.Conv2d):
         return F.linear(grid, self.weight.flatten(1), self.bias)
 
 
-class GraphAttentionLayer(nn.Module):
+class MultiHeadLayer(nn.Module):
+    """What every graph attention layer starts with: its channels split into heads, and the norm of its input."""
+
+    def __init__(self, channels: int, heads: int) -> None:
+        super().__init__()
+        if channels % heads:
+            raise ValueError(f"{channels} channels do not split into {heads} heads")
+        self.heads, self.head_channels = heads, channels // heads
+        self.norm = nn.LayerNorm(channels)
+
+
+class GraphAttentionLayer(MultiHeadLayer):
     """Residual multi-head graph attention over the multi-magnification graph: GAT scores (LeakyReLU of a source
     and a target term) plus a learned term of the edge's positional offset, softmax over each node's incoming
     edges, attention dropout. Works on the graph's levels as channels-last grids: an edge is a fixed neighbour
     offset."""
 
     def __init__(self, channels: int, heads: int, dropout: float) -> None:
-        super().__init__()
-        if channels % heads:
-            raise ValueError(f"{channels} channels do not split into {heads} heads")
-        self.heads, self.head_channels = heads, channels // heads
-        self.norm = nn.LayerNorm(channels)
+        super().__init__(channels, heads)
         self.value = Pointwise(channels, channels, bias=False)
         self.source_score = nn.Parameter(torch.randn(heads, self.head_channels) / math.sqrt(self.head_channels))
         self.target_score = nn.Parameter(torch.randn(heads, self.head_channels) / math.sqrt(self.head_channels))
@@ -184,47 +203,3 @@ class GraphAttentionLayer(nn.Module):
                 messages.addcmul_(value.view_as(head), attention[..., edge, None])
             updated.append(grid + self.dropout(self.mix(F.elu(messages.view_as(grid)))))
         return updated
-
-
-class MultiMagnificationGAT(nn.Module):
-    """Graph attention over the multi-magnification graph of each image; (B, out, H, W) logits of the
-    full-resolution nodes (``level_outputs`` gives every level's, and the moved positions)."""
-
-    def __init__(self, in_channels: int = 3, out_channels: int = 2, levels: int = 5, channels: int = 32,
-                 heads: int = 4, layers: int = 6, position_updates: int = 2, dropout: float = 0.1) -> None:
-        super().__init__()
-        if not 1 <= position_updates <= layers:
-            raise ValueError("position_updates must be between 1 and the number of layers")
-        self.levels = levels
-        self.size_multiple = 2 ** (levels - 1)
-        self.embed = Pointwise(in_channels + 1, channels)
-        self.reproject = nn.ModuleList(Pointwise(in_channels + 1, channels) for _ in range(position_updates))
-        self.move = nn.ModuleList(nn.Sequential(Pointwise(channels + 3, channels), nn.ReLU(),
-                                                Pointwise(channels, 3)) for _ in range(position_updates))
-        for mover in self.move:  # nodes start on their grid
-            nn.init.zeros_(mover[-1].weight)
-            nn.init.zeros_(mover[-1].bias)
-        self.layers = nn.ModuleList(GraphAttentionLayer(channels, heads, dropout) for _ in range(layers))
-        self.update_after = {round((i + 1) * layers / (position_updates + 1)) - 1: i for i in range(position_updates)}
-        self.norm = nn.LayerNorm(channels)
-        self.head = Pointwise(channels, out_channels)
-
-    def level_outputs(self, images: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Logits (B, out, h, w) and final node positions (B, 3, h, w) of every level, full resolution first."""
-        graph = PyramidGraph(*images.shape[-2:], self.levels)
-        positions = graph.starting_positions(images.shape[0], images.device)
-        spacing = [graph.spacing(level).to(images.device) for level in range(self.levels)]
-        pyramid = image_pyramid(images, self.levels)
-        features = [self.embed(project(pyramid, p)) for p in positions]  # channels-last grids from here on
-        for index, layer in enumerate(self.layers):
-            features = layer(features, positions)
-            if index in self.update_after:
-                mover, reproject = self.move[self.update_after[index]], self.reproject[self.update_after[index]]
-                positions = [(p + torch.tanh(mover(torch.cat([f, p], dim=-1))) * step).clamp(0, 1)
-                             for f, p, step in zip(features, positions, spacing)]
-                features = [f + reproject(project(pyramid, p)) for f, p in zip(features, positions)]
-        return ([self.head(self.norm(f)).permute(0, 3, 1, 2) for f in features],
-                [p.permute(0, 3, 1, 2) for p in positions])
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.level_outputs(images)[0][0]

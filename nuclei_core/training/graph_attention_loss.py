@@ -1,7 +1,11 @@
-"""The magnification-balanced focal loss of the multi-magnification graph attention network.
+"""The losses of the multi-magnification graph attention network that supervise every magnification level.
 
-Every node of every level is supervised: its targets are the (foreground, marker) maps averaged over the pixels
-it covers. Each node's focal loss is weighted by a scalar field of its learned position's level coordinate,
+:func:`magnification_bce`: binary cross-entropy of the network's readout plus that of every level against its
+targets averaged over the pixels a node covers, the levels weighted highest at full resolution (each level half
+the one below; the paper's Fig. 8), so that every node influences the loss (its section 3.6).
+
+:func:`magnification_balanced_focal_loss`, the first weights' variant: every node of every level is supervised
+against the same averaged targets, and each node's focal loss is weighted by a scalar field of its learned position's level coordinate,
 interpolated between per-level weights that give each magnification the same total weight (a level has a quarter
 of the nodes of the one below, so without the field the full-resolution level would drown the others).
 """
@@ -9,9 +13,11 @@ of the nodes of the one below, so without the field the full-resolution level wo
 from __future__ import annotations
 
 import torch
+from torch.nn import functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from ..models.graph_attention import MultiMagnificationGAT, image_pyramid
+from ..models.graph_attention import image_pyramid
+from ..models.graph_attention_network import MultiMagnificationGAT, full_resolution_first_weights
 
 FOCAL_GAMMA = 2.0
 
@@ -43,3 +49,13 @@ def magnification_balanced_focal_loss(network: MultiMagnificationGAT, images: to
         total = total + (focal * weight).sum()
         weight_sum = weight_sum + weight.sum() * logits.shape[1]
     return total / weight_sum
+
+
+def magnification_bce(network: MultiMagnificationGAT, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The readout's binary cross-entropy plus the levels' (each against its averaged targets), weighted by
+    :func:`full_resolution_first_weights`."""
+    outputs, _ = network.level_outputs(images)
+    weights = full_resolution_first_weights(len(outputs))
+    levels = sum(weight * F.binary_cross_entropy_with_logits(logits, target)
+                 for weight, logits, target in zip(weights.tolist(), outputs, image_pyramid(targets, len(outputs))))
+    return F.binary_cross_entropy_with_logits(network.reconstruct(outputs), targets) + levels

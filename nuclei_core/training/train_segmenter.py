@@ -1,6 +1,8 @@
 """Train a nucleus segmenter (R2U-Net, U-Net or the multi-magnification graph attention network MM-GAT) on
 instance label maps; tune its thresholds, and the nucleus area that images of unknown pixel size are rescaled to,
-on validation (``--retune`` does only that, for the weights in ``--output``).
+on validation (``--retune`` does only that, for the weights in ``--output``). A run resumes from its checkpoint
+(``<output>.ckpt``): the same command continues where it stopped, and a larger ``--steps`` continues a finished run
+(its learning rate follows the longer schedule from there).
 
 The shipped weights (their model cards give the exact commands)::
 
@@ -8,14 +10,17 @@ The shipped weights (their model cards give the exact commands)::
         --output nuclei_core/models/weights/r2unet_nuclei.pt
     python -m nuclei_core.training.train_segmenter --architecture U-Net \
         --output nuclei_core/models/weights/unet_nuclei.pt
-    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce \
+    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce --val-images 2 \
+        --steps 2400 --eval-every 300 --batch-size 8 --patch-size 64 --tune-later \
+        --output nuclei_core/models/weights/mmgat_typed_nuclei.pt   # then --retune
+    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce --graph-wiring flat \
         --output nuclei_core/models/weights/mmgat_bce_nuclei.pt
     python -m nuclei_core.training.train_segmenter --architecture R2U-Net --dataset dsb2018 \
         --only-modality fluorescence --init-weights nuclei_core/models/weights/r2unet_nuclei.pt \
         --learning-rate 3e-4 --steps 3000 --output nuclei_core/models/weights/r2unet_fluorescence.pt
-    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce --dataset dsb2018 \
-        --only-modality fluorescence --intensity-stretch --val-images 10 --steps 2400 --eval-every 300 \
-        --batch-size 8 --patch-size 64 --output nuclei_core/models/weights/mmgat_fluorescence.pt
+    python -m nuclei_core.training.train_segmenter --architecture MM-GAT --loss bce --graph-wiring flat \
+        --dataset dsb2018 --only-modality fluorescence --intensity-stretch --val-images 10 --steps 2400 \
+        --eval-every 300 --batch-size 8 --patch-size 64 --output nuclei_core/models/weights/mmgat_fluorescence.pt
 
 Fine-tune on your own images and instance label maps (same file names)::
 
@@ -47,7 +52,8 @@ from ..models.base import resolve_device
 from ..models.segmenter import (ARCHITECTURES, GRAPH_ATTENTION, GRAPH_ATTENTION_CONFIG, NucleusSegmenter,
                                 default_config)
 from ..postprocess.instances import instance_targets, split_instances
-from .graph_attention_loss import magnification_balanced_focal_loss
+from ..models.graph_attention_network import READOUTS, WIRINGS
+from .graph_attention_loss import magnification_balanced_focal_loss, magnification_bce
 from .run_arguments import (add_device_argument, add_run_arguments, add_tuning_arguments, load_start_weights,
                             retune_saved, run_training_script, save_best, settings_from, training_parser)
 from .trainer import train
@@ -59,7 +65,7 @@ SPLIT_DISTANCES = (0, 8, 10, 13, 16)  # px between two centres of one instance f
 POSTPROCESSING_KEYS = ("foreground_threshold", "marker_threshold", "min_area", "split_distance")
 NUCLEUS_AREA_TARGETS = (0, 300, 400, 500, 600, 800)  # px; 0: images of unknown pixel size are not rescaled
 ARCHITECTURE_KEYS = ("architecture", "widths", "recurrent_steps", "levels", "channels", "heads", "layers",
-                     "position_updates")  # what --init-weights must share with the run
+                     "position_updates", "wiring", "readout")  # what --init-weights must share with the run
 
 
 def make_sampler(datasets: list[list[InstanceAnnotatedImage]], weights: list[float], patch: int, batch_size: int,
@@ -99,7 +105,9 @@ LOSSES = {
     "bce-dice": lambda network, images, targets: bce_dice_loss(network(images), targets),
     "bce": lambda network, images, targets: nn.functional.binary_cross_entropy_with_logits(network(images), targets),
     "balanced-focal": magnification_balanced_focal_loss,  # MM-GAT only: supervises every magnification level
+    "magnification-bce": magnification_bce,  # MM-GAT only: the readout and every level, full resolution highest
 }
+GRAPH_LOSSES = ("balanced-focal", "magnification-bce")
 
 
 def validation_score(name: str, labels: np.ndarray, truth: np.ndarray) -> float:
@@ -180,7 +188,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--architecture", choices=(*ARCHITECTURES, GRAPH_ATTENTION), default="R2U-Net")
     parser.add_argument("--loss", choices=tuple(LOSSES), default="bce-dice",
                         help="bce-dice: BCE + soft Dice of the output maps; bce: plain BCE of the output maps; "
-                             "balanced-focal: MM-GAT's magnification-balanced focal loss over every level")
+                             "balanced-focal: MM-GAT's magnification-balanced focal loss over every level (the first "
+                             "weights'); magnification-bce: MM-GAT's output and every level's BCE, each level weighted "
+                             "half the one below")
     parser.add_argument("--dataset", action="append", choices=INSTANCE_SETS,
                         help="a prepared public dataset of ../shared/data (repeat to mix; default: all three)")
     parser.add_argument("--dataset-weight", action="append", type=float,
@@ -206,6 +216,13 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"{GRAPH_ATTENTION} only: channels of every graph attention layer")
     parser.add_argument("--graph-layers", type=int, default=GRAPH_ATTENTION_CONFIG["layers"],
                         help=f"{GRAPH_ATTENTION} only: residual graph attention layers")
+    parser.add_argument("--graph-wiring", choices=WIRINGS, default=GRAPH_ATTENTION_CONFIG["wiring"],
+                        help=f"{GRAPH_ATTENTION} only: typed (one softmax per edge type, levels updated coarsest "
+                             "first, full-resolution positions fixed: the paper's) or flat (the first weights')")
+    parser.add_argument("--graph-readout", choices=READOUTS, default=GRAPH_ATTENTION_CONFIG["readout"],
+                        help=f"{GRAPH_ATTENTION} only: full-resolution (the full-resolution nodes' maps) or "
+                             "reconstruction (the learned weighted sum of every level's maps: the paper's; train it "
+                             "with --loss magnification-bce)")
     parser.add_argument("--train-images", type=int, default=0, help="use only this many training images per set "
                         "(0 = all; for smoke tests)")
     parser.add_argument("--val-images", type=int, default=0, help="likewise for validation images")
@@ -216,11 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if bool(args.images_dir) != bool(args.labels_dir):
         parser.error("give both --images-dir and --labels-dir")
-    if args.loss == "balanced-focal" and args.architecture != GRAPH_ATTENTION:
-        parser.error(f"--loss balanced-focal needs --architecture {GRAPH_ATTENTION}")
-    graph_size = {"channels": args.graph_channels, "layers": args.graph_layers}
+    if args.loss in GRAPH_LOSSES and args.architecture != GRAPH_ATTENTION:
+        parser.error(f"--loss {args.loss} needs --architecture {GRAPH_ATTENTION}")
+    graph_size = {"channels": args.graph_channels, "layers": args.graph_layers, "wiring": args.graph_wiring,
+                  "readout": args.graph_readout}
     if args.architecture != GRAPH_ATTENTION and graph_size != {k: GRAPH_ATTENTION_CONFIG[k] for k in graph_size}:
-        parser.error(f"--graph-channels and --graph-layers are for --architecture {GRAPH_ATTENTION}")
+        parser.error(f"--graph-channels, --graph-layers, --graph-wiring and --graph-readout are for "
+                     f"--architecture {GRAPH_ATTENTION}")
     heads = GRAPH_ATTENTION_CONFIG["heads"]
     if args.graph_channels < heads or args.graph_channels % heads or args.graph_layers < 2:
         parser.error(f"--graph-channels must be a positive multiple of the {heads} attention heads and "
