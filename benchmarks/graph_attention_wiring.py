@@ -1,7 +1,7 @@
 """MM-GAT's wirings side by side: the first weights' flat network against the paper's typed attention, coarse-to-fine
 updates and weighted reconstruction (issue 51), each weights file as trained and tuned on validation.
 
-For every weights file (``--weights LABEL=PATH``, repeatable; default the CLI's and the typed candidates'):
+For every weights file (``--weights LABEL=PATH``, repeatable; default the CLI's default weights):
 its validation curve from the run's log (the mean validation figure at each checkpoint against the pixel-samples
 seen: steps x batch x patch side²), its figures on the unseen test sets with its own tuned post-processing (as in
 ``benchmarks/segmentation.py``, DSB2018 per modality too and against the graph attention paper's row), and the
@@ -35,7 +35,7 @@ def labelled_path(text: str) -> tuple[str, Path]:
     """``LABEL=PATH`` as (label, path)."""
     label, separator, path = text.partition("=")
     if not separator or not label or not Path(path).is_file():
-        raise SystemExit(f"--weights takes LABEL=PATH of an existing weights file, not {text!r}")
+        raise argparse.ArgumentTypeError(f"LABEL=PATH of an existing weights file, not {text!r}")
     return label, Path(path)
 
 
@@ -51,17 +51,14 @@ def validation_curve(label: str, weights: Path) -> list[dict]:
             for record in log["history"]]
 
 
-def per_image_type_scores(per_image: dict[tuple[str, str], list[dict]], fluorescence: dict[str, Path],
-                          args: argparse.Namespace) -> dict[tuple[str, str], list[dict]]:
-    """For each ``fluorescence`` label, DSB2018's image scores with its fluorescence weights on the fluorescence
-    images and the label's own scores on the rest, keyed (test set, "LABEL, per image type")."""
-    dsb = next((label for label in args.sets if TEST_SETS[label] == "dsb2018"), None)
-    if not dsb or not fluorescence:
-        return {}
-    items = load_instance_set("dsb2018", "test", args.data)
+def per_image_type_scores(per_image: dict[tuple[str, str], list[dict]], fluorescence: dict[str, Path], dsb: str,
+                          data: Path, device: str) -> dict[tuple[str, str], list[dict]]:
+    """For each ``fluorescence`` label, the ``dsb`` test set's image scores with its fluorescence weights on the
+    fluorescence images and the label's own scores on the rest, keyed (test set, "LABEL, per image type")."""
+    items = load_instance_set("dsb2018", "test", data)
     routed = {}
     for label, path in fluorescence.items():
-        model = NucleusSegmenter.from_weights(path, args.device)
+        model = NucleusSegmenter.from_weights(path, device)
         routed[dsb, f"{label}, per image type"] = [image_scores(model, item) if item.modality == "fluorescence"
                                                    else scores for item, scores in zip(items, per_image[dsb, label])]
     return routed
@@ -86,17 +83,19 @@ def main() -> None:
     curves = [row for label, path in {**weights, **{f"{k}, fluorescence": v for k, v in fluorescence.items()}}.items()
               for row in validation_curve(label, path)]
     per_image = score_test_sets(models, args.sets, args.data)
-    per_image.update(per_image_type_scores(per_image, fluorescence, args))
+    dsb = next((label for label in args.sets if TEST_SETS[label] == "dsb2018"), None)
+    if dsb:
+        per_image.update(per_image_type_scores(per_image, fluorescence, dsb, args.data, args.device))
     summary = summary_rows(per_image, "weights")
     sections = [f"## Validation during training (the held-out images that chose each checkpoint)\n\n{table(curves)}\n",
                 f"## Unseen test images, whole images at native resolution\n\n{table(summary)}\n"]
-    dsb = next((label for label in args.sets if TEST_SETS[label] == "dsb2018"), None)
     paper = []
     if dsb:
         names = [name for label, name in per_image if label == dsb]
         paper = paper_comparison_rows({name: per_image[dsb, name] for name in names})
         sections += [f"### {dsb} by modality\n\n{table(modality_rows(per_image, dsb, names, 'weights'))}\n",
-                     f"### {dsb} against the graph attention paper's row\n\n{table(paper)}\n\n{GRAPH_ATTENTION_PAPER}\n"]
+                     f"### {dsb} against the graph attention paper's row\n\n{table(paper)}\n\n"
+                     f"{GRAPH_ATTENTION_PAPER}\n"]
     slide = []
     if not args.skip_slide:
         variants = {label: ["--model_weights", str(path)] for label, path in weights.items()}

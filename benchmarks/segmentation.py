@@ -199,7 +199,8 @@ def main() -> None:
             f"grayscale, split at a median true nucleus area of {SMALL_NUCLEUS_AREA} px)\n\n"
             f"{table(by_modality)}\n\n{speed_section}")
     print(write_result("segmentation", "Nucleus segmentation: R2U-Net vs U-Net vs MM-GAT", body,
-                       {"summary": summary, "by_modality": by_modality, "paper_comparison": paper, "slide": speed, "tissue_mp": tissue_mp,
+                       {"summary": summary, "by_modality": by_modality, "paper_comparison": paper, "slide": speed,
+                        "tissue_mp": tissue_mp,
                         "configs": {n: m.config for n, m in models.items()}}))
     print(body)
 

@@ -21,7 +21,7 @@ from torch.nn import functional as F
 
 from .graph_attention import MultiHeadLayer, Pointwise, at_children, king_neighbours
 
-KING_OFFSETS = torch.tensor([[dx, dy, 0.0] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])  # incoming()'s order
+KING_OFFSETS = torch.tensor([[dx, dy, 0.0] for dy in (-1, 0, 1) for dx in (-1, 0, 1)])  # king_neighbours' order
 CHILD_OFFSETS = torch.tensor([[(col - 0.5) / 2, (row - 0.5) / 2, -1.0] for row in (0, 1) for col in (0, 1)])
 SCORED_TYPES = ("level", "child")  # a node's one parent needs no score: its own softmax gives it weight 1
 

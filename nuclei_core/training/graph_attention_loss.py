@@ -5,9 +5,10 @@ targets averaged over the pixels a node covers, the levels weighted highest at f
 the one below; the paper's Fig. 8), so that every node influences the loss (its section 3.6).
 
 :func:`magnification_balanced_focal_loss`, the first weights' variant: every node of every level is supervised
-against the same averaged targets, and each node's focal loss is weighted by a scalar field of its learned position's level coordinate,
-interpolated between per-level weights that give each magnification the same total weight (a level has a quarter
-of the nodes of the one below, so without the field the full-resolution level would drown the others).
+against the same averaged targets, and each node's focal loss is weighted by a scalar field of its learned
+position's level coordinate, interpolated between per-level weights that give each magnification the same total
+weight (a level has a quarter of the nodes of the one below, so without the field the full-resolution level would
+drown the others).
 """
 
 from __future__ import annotations
